@@ -1,0 +1,65 @@
+"""Django-free core of container-manager: value types, hook specs, plugin manager, policy."""
+
+from __future__ import annotations
+
+from container_manager_core.errors import (
+    ContainerManagerError,
+    ExecutionNotFound,
+    ExecutorError,
+    ExecutorUnavailable,
+    ImagePullFailed,
+    LaunchFailed,
+    NoExecutorPlugin,
+    PolicyViolationError,
+)
+from container_manager_core.hookspecs import hookimpl, hookspec
+from container_manager_core.plugins import ExecutorPlugin, PluginManager
+from container_manager_core.types import (
+    Command,
+    CommandForm,
+    Execution,
+    ExecutionLogs,
+    ExecutionState,
+    ExecutionStatus,
+    HealthStatus,
+    HostSpec,
+    JobSpec,
+    Mount,
+    NetworkAttachment,
+    PolicyLimits,
+    ResourceUsage,
+    TlsSettings,
+    TmpfsMount,
+    Violation,
+)
+
+__all__ = [
+    "Command",
+    "CommandForm",
+    "ContainerManagerError",
+    "Execution",
+    "ExecutionLogs",
+    "ExecutionNotFound",
+    "ExecutionState",
+    "ExecutionStatus",
+    "ExecutorError",
+    "ExecutorPlugin",
+    "ExecutorUnavailable",
+    "HealthStatus",
+    "HostSpec",
+    "ImagePullFailed",
+    "JobSpec",
+    "LaunchFailed",
+    "Mount",
+    "NetworkAttachment",
+    "NoExecutorPlugin",
+    "PluginManager",
+    "PolicyLimits",
+    "PolicyViolationError",
+    "ResourceUsage",
+    "TlsSettings",
+    "TmpfsMount",
+    "Violation",
+    "hookimpl",
+    "hookspec",
+]
