@@ -1,0 +1,173 @@
+"""A deterministic, in-memory executor: what unit tests and third-party authors test against.
+
+Jobs do not run anywhere. Each job's ``MOCK_*`` environment variables (see :mod:`.scenario`) decide
+its output, exit code, duration and failures; the host's config decides the host's health:
+``{"unhealthy": "reason"}`` reports it unhealthy, ``{"unreachable": true}`` makes every call raise
+:class:`~container_manager_core.errors.ExecutorUnavailable`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import attrs
+
+from container_manager_core.errors import ExecutionNotFound, ExecutorUnavailable, ImagePullFailed, LaunchFailed
+from container_manager_core.plugins import ExecutorPlugin
+from container_manager_core.types import (
+    Execution,
+    ExecutionLogs,
+    ExecutionState,
+    ExecutionStatus,
+    HealthStatus,
+    HostSpec,
+    JobSpec,
+    ResourceUsage,
+)
+from mock_executor.scenario import Scenario
+
+OOM_EXIT_CODE = 137
+SIGTERM_EXIT_CODE = 143
+
+
+@attrs.define
+class _Run:
+    job_id: str
+    host: str
+    scenario: Scenario
+    started_at: datetime
+    started_mono: float
+    stopped_at: datetime | None = None
+
+    def finished_at(self, now_mono: float) -> datetime | None:
+        if self.stopped_at is not None:
+            return self.stopped_at
+        if now_mono - self.started_mono >= self.scenario.duration:
+            return self.started_at + timedelta(seconds=self.scenario.duration)
+        return None
+
+
+def _stamp(text: str, when: datetime) -> str:
+    prefix = when.strftime("%Y-%m-%dT%H:%M:%S.%f000Z ")
+    return "".join(prefix + line for line in text.splitlines(keepends=True))
+
+
+class MockExecutor(ExecutorPlugin):
+    """Executor type ``mock``."""
+
+    executor_type = "mock"
+
+    def __init__(self) -> None:
+        self._runs: dict[str, _Run] = {}
+        self._by_job: dict[tuple[str, str], str] = {}
+        self._lock = threading.Lock()
+        self.launch_count = 0
+
+    def reset(self) -> None:
+        """Forget every execution (for test isolation)."""
+        with self._lock:
+            self._runs.clear()
+            self._by_job.clear()
+            self.launch_count = 0
+
+    @staticmethod
+    def _reachable(host: HostSpec) -> None:
+        if host.config.get("unreachable"):
+            raise ExecutorUnavailable(f"Mock host {host.name!r} is configured as unreachable.")
+
+    def _get(self, host: HostSpec, execution_id: str) -> _Run:
+        self._reachable(host)
+        run = self._runs.get(execution_id)
+        if run is None or run.host != host.name:
+            raise ExecutionNotFound(execution_id)
+        return run
+
+    def launch(self, host: HostSpec, job: JobSpec) -> Execution:
+        self._reachable(host)
+        scenario = Scenario.from_env(job.env)
+        if scenario.image_pull_error:
+            raise ImagePullFailed(job.image, scenario.image_pull_error)
+        if scenario.launch_error:
+            raise LaunchFailed(scenario.launch_error)
+        with self._lock:
+            existing = self._by_job.get((host.name, job.job_id))
+            if existing is not None and existing in self._runs:
+                return Execution(existing, adopted=True)
+            execution_id = f"mock-{uuid.uuid4().hex}"
+            self._runs[execution_id] = _Run(
+                job.job_id, host.name, scenario, datetime.now(UTC), time.monotonic()
+            )
+            self._by_job[(host.name, job.job_id)] = execution_id
+            self.launch_count += 1
+        return Execution(execution_id)
+
+    def status(self, host: HostSpec, execution_id: str) -> ExecutionStatus:
+        try:
+            run = self._get(host, execution_id)
+        except ExecutionNotFound:
+            return ExecutionStatus(ExecutionState.NOT_FOUND)
+        finished = run.finished_at(time.monotonic())
+        if finished is None:
+            return ExecutionStatus(ExecutionState.RUNNING, started_at=run.started_at)
+        if run.stopped_at is not None:
+            code, oom = SIGTERM_EXIT_CODE, False
+        elif run.scenario.oom:
+            code, oom = OOM_EXIT_CODE, True
+        else:
+            code, oom = run.scenario.exit_code, False
+        return ExecutionStatus(
+            ExecutionState.EXITED, exit_code=code, oom_killed=oom, started_at=run.started_at, finished_at=finished
+        )
+
+    def logs(self, host: HostSpec, execution_id: str, *, timestamps: bool) -> ExecutionLogs:
+        run = self._get(host, execution_id)
+        stdout = run.scenario.stdout + ("\n" if run.scenario.stdout and not run.scenario.stdout.endswith("\n") else "")
+        stderr = run.scenario.stderr + ("\n" if run.scenario.stderr and not run.scenario.stderr.endswith("\n") else "")
+        if timestamps:
+            stdout, stderr = _stamp(stdout, run.started_at), _stamp(stderr, run.started_at)
+        return ExecutionLogs(stdout=stdout, stderr=stderr, timestamps=timestamps)
+
+    def usage(self, host: HostSpec, execution_id: str) -> ResourceUsage:
+        run = self._get(host, execution_id)
+        return ResourceUsage(run.scenario.peak_memory_bytes, run.scenario.cpu_percent)
+
+    def stop(self, host: HostSpec, execution_id: str, *, grace_seconds: float) -> bool:
+        run = self._get(host, execution_id)
+        with self._lock:
+            if run.finished_at(time.monotonic()) is not None:
+                return False
+            run.stopped_at = datetime.now(UTC)
+        return True
+
+    def remove(self, host: HostSpec, execution_id: str) -> bool:
+        self._reachable(host)
+        with self._lock:
+            run = self._runs.pop(execution_id, None)
+            if run is None:
+                return False
+            self._by_job.pop((run.host, run.job_id), None)
+        return True
+
+    def health(self, host: HostSpec) -> HealthStatus:
+        started = time.perf_counter()
+        if host.config.get("unreachable"):
+            error: str | None = f"Mock host {host.name!r} is configured as unreachable."
+        else:
+            error = host.config.get("unhealthy") or None
+        return HealthStatus(
+            healthy=error is None,
+            response_time=time.perf_counter() - started,
+            error=error,
+            engine_version="mock-1",
+        )
+
+    def executions(self, host: HostSpec) -> list[tuple[str, str]]:
+        self._reachable(host)
+        with self._lock:
+            return [(run.job_id, eid) for eid, run in self._runs.items() if run.host == host.name]
+
+
+plugin = MockExecutor()
