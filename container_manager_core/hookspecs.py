@@ -8,7 +8,7 @@ hooks are collected from every plugin: each returns the violations it finds, and
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import pluggy
 
@@ -94,6 +94,16 @@ class ExecutorSpec:
     @hookspec(firstresult=True)
     def get_health_status(self, host: HostSpec) -> HealthStatus | None:
         """Check that the host can run jobs now; never raise for an unreachable host."""
+        raise NotImplementedError  # pragma: no cover
+
+    @hookspec(firstresult=True)
+    def wait_for_exits(self, host: HostSpec, execution_ids: Sequence[str], timeout: float) -> list[str] | None:
+        """Block for up to ``timeout`` seconds until one of ``execution_ids`` exits.
+
+        Return the ids that have exited, including any that exited before the call (an empty list
+        when none did). An engine with an event stream returns as soon as an exit is seen; the
+        base class polls ``check_status``.
+        """
         raise NotImplementedError  # pragma: no cover
 
     @hookspec(firstresult=True)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 import pluggy
@@ -15,6 +16,7 @@ from container_manager_core.hookspecs import hookimpl
 from container_manager_core.types import (
     Execution,
     ExecutionLogs,
+    ExecutionState,
     ExecutionStatus,
     HealthStatus,
     HostSpec,
@@ -125,6 +127,14 @@ class PluginManager:
     def list_executions(self, host: HostSpec) -> list[tuple[str, str]]:
         return list(self._dispatch("list_executions", host))
 
+    def wait_for_exits(self, host: HostSpec, execution_ids: Sequence[str], *, timeout: float) -> list[str]:
+        if not execution_ids:
+            return []
+        result: list[str] = self._dispatch(
+            "wait_for_exits", host, execution_ids=list(execution_ids), timeout=timeout
+        )
+        return result
+
     # Policy ------------------------------------------------------------------------------------------
 
     def validate_job(self, host: HostSpec | None, job: JobSpec, limits: PolicyLimits) -> list[Violation]:
@@ -195,6 +205,27 @@ class ExecutorPlugin(abc.ABC):
     @hookimpl
     def list_executions(self, host: HostSpec) -> Iterable[tuple[str, str]] | None:
         return self.executions(host) if self._mine(host) else None
+
+    @hookimpl
+    def wait_for_exits(self, host: HostSpec, execution_ids: Sequence[str], timeout: float) -> list[str] | None:
+        return self.wait(host, execution_ids, timeout=timeout) if self._mine(host) else None
+
+    # Seconds between status checks in the default, polling ``wait``.
+    exit_poll_interval: ClassVar[float] = 0.5
+
+    def wait(self, host: HostSpec, execution_ids: Sequence[str], *, timeout: float) -> list[str]:
+        """Poll ``status`` until one of ``execution_ids`` exits; engines with events override this."""
+        deadline = time.monotonic() + timeout
+        while True:
+            exited = [
+                eid
+                for eid in execution_ids
+                if self.status(host, eid).state in (ExecutionState.EXITED, ExecutionState.NOT_FOUND)
+            ]
+            remaining = deadline - time.monotonic()
+            if exited or remaining <= 0:
+                return exited
+            time.sleep(min(self.exit_poll_interval, remaining))
 
     @abc.abstractmethod
     def launch(self, host: HostSpec, job: JobSpec) -> Execution: ...

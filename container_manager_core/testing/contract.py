@@ -194,3 +194,26 @@ class ExecutorContract:
         finally:
             contract_manager.cleanup(contract_host, execution.execution_id)
         assert (job.job_id, execution.execution_id) not in contract_manager.list_executions(contract_host)
+
+    def test_wait_for_exits_reports_an_exit(
+        self,
+        contract_manager: PluginManager,
+        contract_host: HostSpec,
+        contract_job: JobFactory,
+        contract_timeout: float,
+    ) -> None:
+        quick = contract_manager.launch_job(contract_host, contract_job(stdout="quick"))
+        slow = contract_manager.launch_job(contract_host, contract_job(duration=120))
+        try:
+            deadline = time.monotonic() + contract_timeout
+            seen: list[str] = []
+            while quick.execution_id not in seen and time.monotonic() < deadline:
+                seen = contract_manager.wait_for_exits(
+                    contract_host, [quick.execution_id, slow.execution_id], timeout=5
+                )
+            assert quick.execution_id in seen
+            assert slow.execution_id not in seen
+        finally:
+            contract_manager.stop_job(contract_host, slow.execution_id, grace_seconds=1)
+            contract_manager.cleanup(contract_host, slow.execution_id)
+            contract_manager.cleanup(contract_host, quick.execution_id)
