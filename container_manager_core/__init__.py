@@ -10,6 +10,7 @@ from container_manager_core.errors import (
     ImagePullFailed,
     LaunchFailed,
     NoExecutorPlugin,
+    PluginLoadError,
     PolicyViolationError,
 )
 from container_manager_core.hookspecs import hookimpl, hookspec
@@ -53,6 +54,7 @@ __all__ = [
     "Mount",
     "NetworkAttachment",
     "NoExecutorPlugin",
+    "PluginLoadError",
     "PluginManager",
     "PolicyLimits",
     "PolicyViolationError",

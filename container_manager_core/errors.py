@@ -38,6 +38,18 @@ class NoExecutorPlugin(ContainerManagerError):
         super().__init__(f"No executor plugin for {executor_type!r}: {hint} (installed: {installed}).")
 
 
+class PluginLoadError(ContainerManagerError):
+    """An installed plugin's entry point failed to import."""
+
+    def __init__(self, entry_point: str, distribution: str, error: BaseException) -> None:
+        self.entry_point = entry_point
+        self.distribution = distribution
+        super().__init__(
+            f"Executor plugin {entry_point!r} from the distribution {distribution!r} failed to load: "
+            f"{type(error).__name__}: {error}"
+        )
+
+
 class PolicyViolationError(ContainerManagerError):
     """A job spec breaks one or more policy rules; every violation is listed."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import importlib.metadata
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -11,7 +12,7 @@ from typing import Any, ClassVar
 import pluggy
 
 from container_manager_core import hookspecs
-from container_manager_core.errors import NoExecutorPlugin, PolicyViolationError
+from container_manager_core.errors import NoExecutorPlugin, PluginLoadError, PolicyViolationError
 from container_manager_core.hookspecs import hookimpl
 from container_manager_core.types import (
     Execution,
@@ -44,8 +45,23 @@ class PluginManager:
 
         self._pm.register(policy, name="container_manager_core.policy")
         if load_entry_points:
-            self._pm.load_setuptools_entrypoints(hookspecs.ENTRY_POINT_GROUP)
+            self._load_entry_points()
         self._types: dict[str, str] | None = None
+
+    def _load_entry_points(self) -> None:
+        # pluggy's load_setuptools_entrypoints would do, but its errors do not say which
+        # distribution broke; a user with five plugins installed needs that name.
+        for dist in importlib.metadata.distributions():
+            for entry_point in dist.entry_points:
+                if entry_point.group != hookspecs.ENTRY_POINT_GROUP:
+                    continue
+                if self._pm.get_plugin(entry_point.name) is not None or self._pm.is_blocked(entry_point.name):
+                    continue
+                try:
+                    plugin = entry_point.load()
+                except Exception as exc:
+                    raise PluginLoadError(entry_point.name, dist.metadata["Name"], exc) from exc
+                self._pm.register(plugin, name=entry_point.name)
 
     def register(self, plugin: object, name: str | None = None) -> None:
         """Register a plugin object or module (tests and out-of-tree plugins without packaging)."""

@@ -173,7 +173,7 @@ class TlsSettings:
 
     ca_cert: str | None = None
     client_cert: str | None = None
-    client_key: str | None = None
+    client_key: str | None = attrs.field(default=None)
     verify: bool = True
 
     @client_key.validator
