@@ -1,0 +1,361 @@
+"""A local fake of the Cloud Run Admin API v2 and Cloud Logging API, over real gRPC.
+
+The server speaks the wire protocol the Google client libraries speak: the services
+``google.cloud.run.v2.Jobs``, ``Executions`` and ``Tasks``, ``google.longrunning.Operations`` and
+``google.logging.v2.LoggingServiceV2``, with each request and response serialised by the client
+library's own message classes. A plugin under test uses the real ``google-cloud-run`` and
+``google-cloud-logging`` clients against it; nothing is mocked.
+
+Start it with :func:`start_fake_cloudrun` (or the ``fake_cloudrun`` fixture in
+``tests/cloudrun/conftest.py``) and build a host for it with :func:`cloudrun_host_spec`. Jobs play
+the ``FAKE_*`` scenario in their environment (see :mod:`tests.fakes.cloudrun_state`); the control
+methods on :class:`FakeCloudRun` make the API fail, deny permissions or lose executions.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Callable
+from concurrent import futures
+from typing import Any
+
+import grpc
+from google.cloud import run_v2
+from google.cloud.logging_v2 import types as logging_types
+from google.longrunning import operations_pb2
+from google.protobuf import any_pb2
+from google.rpc import status_pb2
+
+from container_manager_core.types import HostSpec
+from tests.fakes.cloudrun_state import ApiError, FakeCloudRunState, FakeOperation, Resource
+
+DEFAULT_PROJECT = "fake-project"
+DEFAULT_REGION = "europe-west1"
+
+Handler = Callable[[Any, grpc.ServicerContext], Any]
+
+
+class FakeCloudRun:
+    """A running fake server and the knobs tests turn on it."""
+
+    def __init__(
+        self, *, project: str = DEFAULT_PROJECT, region: str = DEFAULT_REGION, log_page_size: int = 3
+    ) -> None:
+        self.project = project
+        self.region = region
+        self.log_page_size = log_page_size
+        self.state = FakeCloudRunState()
+        self.calls: list[str] = []
+        self._failures: dict[str, collections.deque[tuple[grpc.StatusCode, str]]] = collections.defaultdict(
+            collections.deque
+        )
+        self._denied = False
+        self._lock = threading.Lock()
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="fake-cloudrun")
+        )
+        self._server.add_generic_rpc_handlers(self._handlers())
+        port = self._server.add_insecure_port("127.0.0.1:0")
+        self.endpoint = f"127.0.0.1:{port}"
+        self._server.start()
+
+    @property
+    def location(self) -> str:
+        return f"projects/{self.project}/locations/{self.region}"
+
+    # Control -------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop serving; calls in flight are cut off."""
+        self._server.stop(grace=None).wait()
+
+    def reset(self) -> None:
+        """Forget all resources, calls, injected failures and denials."""
+        with self._lock:
+            self.state = FakeCloudRunState(
+                start_delay=self.state.start_delay, max_page_size=self.state.max_page_size
+            )
+            self.calls.clear()
+            self._failures.clear()
+            self._denied = False
+
+    def fail_next(
+        self, method: str, code: grpc.StatusCode, message: str = "Injected failure.", *, times: int = 1
+    ) -> None:
+        """Make the next ``times`` calls of ``method`` (e.g. ``"RunJob"``) fail with ``code``."""
+        with self._lock:
+            self._failures[method].extend([(code, message)] * times)
+
+    def deny_permissions(self, denied: bool = True) -> None:
+        """Answer every call with PERMISSION_DENIED, as for an identity without Cloud Run roles."""
+        with self._lock:
+            self._denied = denied
+
+    def lose_execution(self, execution_name: str) -> None:
+        """Make an execution vanish without trace, as if deleted behind the manager's back."""
+        self.state.lose_execution(execution_name)
+
+    def refuse_image(self, image: str) -> None:
+        """Make creating or updating a job with ``image`` fail as Cloud Run does for a missing image."""
+        self.state.missing_images.add(image)
+
+    def job(self, short_name: str) -> run_v2.Job | None:
+        """Return the stored job ``short_name`` in the fake's location, as Cloud Run keeps it."""
+        with self.state.lock:
+            job = self.state.jobs.get(f"{self.location}/jobs/{short_name}")
+            return run_v2.Job(job) if job is not None else None
+
+    def execution_names(self) -> list[str]:
+        """Return the full names of every execution the fake holds."""
+        with self.state.lock:
+            return sorted(self.state.executions)
+
+    def call_count(self, method: str) -> int:
+        """Return how often ``method`` (e.g. ``"RunJob"``) was called."""
+        return self.calls.count(method)
+
+    # Wire ----------------------------------------------------------------------------------------
+
+    def _guard(self, method: str, handler: Handler) -> Handler:
+        def guarded(request: Any, context: grpc.ServicerContext) -> Any:
+            with self._lock:
+                self.calls.append(method)
+                failures = self._failures.get(method)
+                injected = failures.popleft() if failures else None
+                denied = self._denied
+            if denied:
+                context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"Permission denied on {method} for the caller (or the resource may not exist).",
+                )
+            if injected is not None:
+                context.abort(*injected)
+            try:
+                return handler(request, context)
+            except ApiError as exc:
+                context.abort(exc.code, exc.message)
+
+        return guarded
+
+    def _handlers(self) -> tuple[grpc.GenericRpcHandler, ...]:
+        def service(name: str, methods: dict[str, tuple[Handler, Any, Any]]) -> grpc.GenericRpcHandler:
+            return grpc.method_handlers_generic_handler(
+                name,
+                {
+                    method: grpc.unary_unary_rpc_method_handler(
+                        self._guard(method, handler), request_deserializer=decode, response_serializer=encode
+                    )
+                    for method, (handler, decode, encode) in methods.items()
+                },
+            )
+
+        op_out = operations_pb2.Operation.SerializeToString
+        return (
+            service(
+                "google.cloud.run.v2.Jobs",
+                {
+                    "CreateJob": (self._create_job, run_v2.CreateJobRequest.deserialize, op_out),
+                    "GetJob": (self._get_job, run_v2.GetJobRequest.deserialize, run_v2.Job.serialize),
+                    "ListJobs": (
+                        self._list_jobs,
+                        run_v2.ListJobsRequest.deserialize,
+                        run_v2.ListJobsResponse.serialize,
+                    ),
+                    "UpdateJob": (self._update_job, run_v2.UpdateJobRequest.deserialize, op_out),
+                    "DeleteJob": (self._delete_job, run_v2.DeleteJobRequest.deserialize, op_out),
+                    "RunJob": (self._run_job, run_v2.RunJobRequest.deserialize, op_out),
+                },
+            ),
+            service(
+                "google.cloud.run.v2.Executions",
+                {
+                    "GetExecution": (
+                        self._get_execution,
+                        run_v2.GetExecutionRequest.deserialize,
+                        run_v2.Execution.serialize,
+                    ),
+                    "ListExecutions": (
+                        self._list_executions,
+                        run_v2.ListExecutionsRequest.deserialize,
+                        run_v2.ListExecutionsResponse.serialize,
+                    ),
+                    "DeleteExecution": (
+                        self._delete_execution,
+                        run_v2.DeleteExecutionRequest.deserialize,
+                        op_out,
+                    ),
+                    "CancelExecution": (
+                        self._cancel_execution,
+                        run_v2.CancelExecutionRequest.deserialize,
+                        op_out,
+                    ),
+                },
+            ),
+            service(
+                "google.cloud.run.v2.Tasks",
+                {
+                    "ListTasks": (
+                        self._list_tasks,
+                        run_v2.ListTasksRequest.deserialize,
+                        run_v2.ListTasksResponse.serialize,
+                    )
+                },
+            ),
+            service(
+                "google.longrunning.Operations",
+                {
+                    "GetOperation": (
+                        self._get_operation,
+                        operations_pb2.GetOperationRequest.FromString,
+                        op_out,
+                    )
+                },
+            ),
+            service(
+                "google.logging.v2.LoggingServiceV2",
+                {
+                    "ListLogEntries": (
+                        self._list_log_entries,
+                        logging_types.ListLogEntriesRequest.deserialize,
+                        logging_types.ListLogEntriesResponse.serialize,
+                    )
+                },
+            ),
+        )
+
+    # Jobs ----------------------------------------------------------------------------------------
+
+    def _create_job(
+        self, request: run_v2.CreateJobRequest, _context: grpc.ServicerContext
+    ) -> operations_pb2.Operation:
+        if request.validate_only:
+            raise ApiError(grpc.StatusCode.UNIMPLEMENTED, "The fake does not support validate_only.")
+        return self._operation_proto(self.state.create_job(request.parent, request.job_id, request.job))
+
+    def _get_job(self, request: run_v2.GetJobRequest, _context: grpc.ServicerContext) -> run_v2.Job:
+        return self.state.get_job(request.name)
+
+    def _list_jobs(
+        self, request: run_v2.ListJobsRequest, _context: grpc.ServicerContext
+    ) -> run_v2.ListJobsResponse:
+        page, token = self._page(
+            self.state.list_jobs(request.parent),
+            request.page_size,
+            request.page_token,
+            self.state.max_page_size,
+        )
+        return run_v2.ListJobsResponse(jobs=page, next_page_token=token)
+
+    def _update_job(
+        self, request: run_v2.UpdateJobRequest, _context: grpc.ServicerContext
+    ) -> operations_pb2.Operation:
+        return self._operation_proto(self.state.update_job(request.job, request.allow_missing))
+
+    def _delete_job(
+        self, request: run_v2.DeleteJobRequest, _context: grpc.ServicerContext
+    ) -> operations_pb2.Operation:
+        return self._operation_proto(self.state.delete_job(request.name))
+
+    def _run_job(
+        self, request: run_v2.RunJobRequest, _context: grpc.ServicerContext
+    ) -> operations_pb2.Operation:
+        if "overrides" in request:
+            raise ApiError(grpc.StatusCode.UNIMPLEMENTED, "The fake does not support RunJob overrides.")
+        return self._operation_proto(self.state.run_job(request.name))
+
+    # Executions ----------------------------------------------------------------------------------
+
+    def _get_execution(
+        self, request: run_v2.GetExecutionRequest, _context: grpc.ServicerContext
+    ) -> run_v2.Execution:
+        return self.state.get_execution(request.name)
+
+    def _list_executions(
+        self, request: run_v2.ListExecutionsRequest, _context: grpc.ServicerContext
+    ) -> run_v2.ListExecutionsResponse:
+        page, token = self._page(
+            self.state.list_executions(request.parent),
+            request.page_size,
+            request.page_token,
+            self.state.max_page_size,
+        )
+        return run_v2.ListExecutionsResponse(executions=page, next_page_token=token)
+
+    def _delete_execution(
+        self, request: run_v2.DeleteExecutionRequest, _context: grpc.ServicerContext
+    ) -> operations_pb2.Operation:
+        return self._operation_proto(self.state.delete_execution(request.name))
+
+    def _cancel_execution(
+        self, request: run_v2.CancelExecutionRequest, _context: grpc.ServicerContext
+    ) -> operations_pb2.Operation:
+        return self._operation_proto(self.state.cancel_execution(request.name))
+
+    def _list_tasks(
+        self, request: run_v2.ListTasksRequest, _context: grpc.ServicerContext
+    ) -> run_v2.ListTasksResponse:
+        return run_v2.ListTasksResponse(tasks=self.state.list_tasks(request.parent))
+
+    # Operations and logs -------------------------------------------------------------------------
+
+    def _get_operation(
+        self, request: operations_pb2.GetOperationRequest, _context: grpc.ServicerContext
+    ) -> operations_pb2.Operation:
+        done, resource = self.state.operation_state(request.name)
+        return _operation_message(request.name, done, resource)
+
+    def _operation_proto(self, op: FakeOperation) -> operations_pb2.Operation:
+        done, resource = self.state.describe_operation(op)
+        return _operation_message(op.name, done, resource)
+
+    def _list_log_entries(
+        self, request: logging_types.ListLogEntriesRequest, _context: grpc.ServicerContext
+    ) -> logging_types.ListLogEntriesResponse:
+        entries = self.state.list_log_entries(list(request.resource_names), request.filter, request.order_by)
+        page, token = self._page(entries, request.page_size, request.page_token, self.log_page_size)
+        return logging_types.ListLogEntriesResponse(entries=page, next_page_token=token)
+
+    @staticmethod
+    def _page(items: list[Any], size: int, token: str, cap: int) -> tuple[list[Any], str]:
+        # The fake answers with small pages on purpose, so a client that ignores page tokens loses data.
+        start = int(token) if token else 0
+        size = min(size or cap, cap)
+        end = start + size
+        return items[start:end], (str(end) if end < len(items) else "")
+
+
+def _operation_message(name: str, done: bool, resource: Resource | None) -> operations_pb2.Operation:
+    op = operations_pb2.Operation(name=name, done=done)
+    if resource is not None:
+        packed = any_pb2.Any()
+        packed.Pack(type(resource).pb(resource))
+        op.metadata.CopyFrom(packed)
+        if done:
+            op.response.CopyFrom(packed)
+    elif done:
+        op.error.CopyFrom(
+            status_pb2.Status(code=grpc.StatusCode.NOT_FOUND.value[0], message="The resource is gone.")
+        )
+    return op
+
+
+def start_fake_cloudrun(*, project: str = DEFAULT_PROJECT, region: str = DEFAULT_REGION) -> FakeCloudRun:
+    """Start a fake Cloud Run and Logging API on a free port of 127.0.0.1."""
+    return FakeCloudRun(project=project, region=region)
+
+
+def cloudrun_host_spec(fake: FakeCloudRun, *, name: str = "fake-cloudrun", **config: Any) -> HostSpec:
+    """Return a Cloud Run host that talks to ``fake``; ``config`` overrides or adds config keys."""
+    return HostSpec(
+        name=name,
+        executor_type="cloudrun",
+        config={
+            "project": fake.project,
+            "region": fake.region,
+            "api_endpoint": fake.endpoint,
+            "credentials": "anonymous",
+            "job_name_prefix": "cmtest",
+            **config,
+        },
+    )

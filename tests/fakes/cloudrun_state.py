@@ -1,0 +1,661 @@
+"""The fake Cloud Run's state: jobs, executions, tasks, operations and the log entries they write.
+
+Nothing runs. An execution plays the scenario its job's environment describes (the fake's only
+protocol, documented below) on the wall clock, so what the API reports changes with time the way
+Cloud Run's does:
+
+- ``FAKE_STDOUT`` / ``FAKE_STDERR``: text the container prints; each line becomes one log entry in
+  ``run.googleapis.com/stdout`` or ``/stderr`` (a line that is a JSON object becomes a structured
+  entry, as on Cloud Run);
+- ``FAKE_EXIT_CODE``: the container's exit code (default 0);
+- ``FAKE_DURATION``: seconds the container runs (default 0).
+
+An execution is pending for ``start_delay`` seconds, then runs one attempt, then (if the attempt
+failed and the task template allows retries, 3 when ``max_retries`` is not sent) runs it again.
+An attempt that outlives the task timeout fails with Cloud Run's timeout message. Validation
+mirrors the Cloud Run Admin API v2 rules this project relies on, so a bad request fails here too.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+import secrets
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import attrs
+import grpc
+from google.cloud import run_v2
+from google.cloud.logging_v2.types import LogEntry
+from google.protobuf import struct_pb2
+
+from tests.fakes.logging_filter import compile_filter
+
+DEFAULT_MAX_RETRIES = 3  # Cloud Run's default when the request leaves max_retries out
+DEFAULT_TIMEOUT = timedelta(minutes=10)
+MAX_TIMEOUT = timedelta(hours=168)
+CANCEL_DELAY = 0.1  # seconds from a cancel request to the execution ending
+ALLOWED_CPUS = {"1": 1, "2": 2, "4": 4, "6": 6, "8": 8}
+MEMORY_RANGE_BY_CPU = {1: (512, 4096), 2: (512, 8192), 4: (2048, 16384), 6: (4096, 24576), 8: (4096, 32768)}
+RESERVED_ENV = re.compile(r"^(CLOUD_RUN_.*|PORT|K_SERVICE|K_REVISION|K_CONFIGURATION)$")
+JOB_ID = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+LOCATION = re.compile(r"^projects/(?P<project>[^/]+)/locations/(?P<region>[^/]+)$")
+LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+RESERVED_LABEL_PREFIXES = (
+    "run.googleapis.com",
+    "cloud.googleapis.com",
+    "serving.knative.dev",
+    "autoscaling.knative.dev",
+)
+STDOUT, STDERR, SYSTEM = (
+    "run.googleapis.com%2Fstdout",
+    "run.googleapis.com%2Fstderr",
+    "run.googleapis.com%2Fvarlog%2Fsystem",
+)
+_State = run_v2.Condition.State
+_Reason = run_v2.Condition.ExecutionReason
+
+
+class ApiError(Exception):
+    """A gRPC error the fake answers with."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@attrs.frozen
+class Scenario:
+    stdout: str = ""
+    stderr: str = ""
+    exit_code: int = 0
+    duration: float = 0.0
+
+    @classmethod
+    def from_container(cls, container: run_v2.Container) -> Scenario:
+        env = {e.name: e.value for e in container.env}
+        return cls(
+            env.get("FAKE_STDOUT", ""),
+            env.get("FAKE_STDERR", ""),
+            int(env.get("FAKE_EXIT_CODE", "0")),
+            float(env.get("FAKE_DURATION", "0")),
+        )
+
+
+@attrs.define
+class FakeExecution:
+    """One execution and the timeline its scenario, timeout and retries give it."""
+
+    name: str
+    job_name: str
+    template: run_v2.ExecutionTemplate
+    scenario: Scenario
+    created: datetime
+    start_delay: float
+    cancelled_at: datetime | None = None
+
+    @property
+    def task_template(self) -> run_v2.TaskTemplate:
+        return self.template.template
+
+    @property
+    def timeout(self) -> timedelta:
+        return self.task_template.timeout or DEFAULT_TIMEOUT
+
+    @property
+    def max_retries(self) -> int:
+        return self.task_template.max_retries if "max_retries" in self.task_template else DEFAULT_MAX_RETRIES
+
+    @property
+    def timed_out(self) -> bool:
+        return self.scenario.duration > self.timeout.total_seconds()
+
+    @property
+    def failed(self) -> bool:
+        return self.timed_out or self.scenario.exit_code != 0
+
+    @property
+    def attempt_seconds(self) -> float:
+        return min(self.scenario.duration, self.timeout.total_seconds())
+
+    @property
+    def attempts(self) -> int:
+        return 1 + (self.max_retries if self.failed else 0)
+
+    @property
+    def start(self) -> datetime:
+        return self.created + timedelta(seconds=self.start_delay)
+
+    @property
+    def natural_end(self) -> datetime:
+        return self.start + timedelta(seconds=self.attempts * self.attempt_seconds)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancelled_at is not None and self.cancelled_at < self.natural_end
+
+    @property
+    def end(self) -> datetime:
+        if self.cancelled and self.cancelled_at is not None:
+            return self.cancelled_at + timedelta(seconds=CANCEL_DELAY)
+        return self.natural_end
+
+    def began(self, moment: datetime) -> bool:
+        """Say whether something due at ``moment`` happens: not if a cancel came first."""
+        return not (self.cancelled and self.cancelled_at is not None and self.cancelled_at <= moment)
+
+    def started(self, now: datetime) -> bool:
+        return now >= self.start and self.began(self.start)
+
+    def finished(self, now: datetime) -> bool:
+        return now >= self.end
+
+    def attempt_starts(self, now: datetime) -> list[datetime]:
+        """Return when each attempt that has begun by ``now`` began."""
+        starts = (self.start + timedelta(seconds=k * self.attempt_seconds) for k in range(self.attempts))
+        return [s for s in starts if s <= now and self.began(s)]
+
+    def short_name(self) -> str:
+        return self.name.rsplit("/", 1)[-1]
+
+    def task_name(self) -> str:
+        return f"{self.name}/tasks/{self.short_name()}-task0"
+
+    def failure_message(self) -> str:
+        why = (
+            "The configured timeout was reached."
+            if self.timed_out
+            else f"The container exited with an exit code of {self.scenario.exit_code}."
+        )
+        return f"Task {self.short_name()}-task0 failed with message: {why}"
+
+    def to_proto(self, now: datetime) -> run_v2.Execution:
+        started, finished = self.started(now), self.finished(now)
+        attempts_begun = len(self.attempt_starts(now))
+        execution = run_v2.Execution(
+            name=self.name,
+            uid=str(uuid.uuid5(uuid.NAMESPACE_URL, self.name)),
+            generation=1,
+            observed_generation=1,
+            labels=dict(self.template.labels),
+            annotations=dict(self.template.annotations),
+            create_time=self.created,
+            job=self.job_name.rsplit("/", 1)[-1],
+            parallelism=1,
+            task_count=self.template.task_count or 1,
+            template=self.task_template,
+            reconciling=not finished,
+            running_count=1 if started and not finished else 0,
+            retried_count=1 if attempts_begun > 1 else 0,
+            log_uri=f"https://console.cloud.google.com/run/jobs/executions/details/{self.short_name()}",
+            etag=f"fake-{attempts_begun}-{int(finished)}",
+        )
+        if started:
+            execution.start_time = self.start
+        conditions = [
+            run_v2.Condition(
+                type_="ResourcesAvailable",
+                state=_State.CONDITION_SUCCEEDED if started or finished else _State.CONDITION_PENDING,
+            ),
+            run_v2.Condition(
+                type_="Started", state=_State.CONDITION_SUCCEEDED if started else _State.CONDITION_PENDING
+            ),
+        ]
+        if not finished:
+            completed = run_v2.Condition(
+                type_="Completed",
+                state=_State.CONDITION_RECONCILING if started else _State.CONDITION_PENDING,
+                execution_reason=_Reason.CANCELLING
+                if self.cancelled_at is not None
+                else _Reason.EXECUTION_REASON_UNDEFINED,
+            )
+        else:
+            execution.completion_time = self.end
+            if self.cancelled:
+                execution.cancelled_count = 1
+                completed = run_v2.Condition(
+                    type_="Completed",
+                    state=_State.CONDITION_FAILED,
+                    message="The execution was cancelled.",
+                    execution_reason=_Reason.CANCELLED,
+                )
+            elif self.failed:
+                execution.failed_count = 1
+                completed = run_v2.Condition(
+                    type_="Completed",
+                    state=_State.CONDITION_FAILED,
+                    message=self.failure_message(),
+                    execution_reason=_Reason.NON_ZERO_EXIT_CODE
+                    if not self.timed_out
+                    else _Reason.EXECUTION_REASON_UNDEFINED,
+                )
+            else:
+                execution.succeeded_count = 1
+                completed = run_v2.Condition(
+                    type_="Completed",
+                    state=_State.CONDITION_SUCCEEDED,
+                    message=f"Execution completed successfully in {self.attempt_seconds:.1f}s.",
+                )
+            completed.last_transition_time = self.end
+        conditions.append(completed)
+        execution.conditions = conditions
+        return execution
+
+    def task_proto(self, now: datetime) -> run_v2.Task:
+        task = run_v2.Task(
+            name=self.task_name(),
+            job=self.job_name.rsplit("/", 1)[-1],
+            execution=self.short_name(),
+            index=0,
+            containers=list(self.task_template.containers),
+            max_retries=self.max_retries,
+            timeout=self.timeout,
+            retried=max(0, len(self.attempt_starts(now)) - 1),
+        )
+        if self.finished(now) and not self.cancelled:
+            if self.failed:
+                result = run_v2.TaskAttemptResult(status={"code": 2, "message": self.failure_message()})
+                if not self.timed_out:
+                    result.exit_code = self.scenario.exit_code
+            else:
+                result = run_v2.TaskAttemptResult(status={"code": 0})
+            task.last_attempt_result = result
+        return task
+
+    def log_entries(self, project: str, region: str, now: datetime) -> Iterator[LogEntry]:
+        """Yield the entries the container and Cloud Run have written by ``now``."""
+        counter = itertools.count()
+        for attempt, begun in enumerate(self.attempt_starts(now)):
+            moment = begun
+            for log, text in ((STDOUT, self.scenario.stdout), (STDERR, self.scenario.stderr)):
+                for line in text.splitlines():
+                    moment += timedelta(microseconds=1)  # distinct times keep the printed order
+                    yield self._entry(project, region, log, line, moment, attempt, next(counter))
+            attempt_end = begun + timedelta(seconds=self.attempt_seconds)
+            if attempt_end <= now and self.began(attempt_end):
+                code = self.scenario.exit_code if not self.timed_out else 137
+                yield self._entry(
+                    project,
+                    region,
+                    SYSTEM,
+                    f"Container called exit({code}).",
+                    attempt_end,
+                    attempt,
+                    next(counter),
+                )
+
+    def _entry(
+        self, project: str, region: str, log: str, line: str, moment: datetime, attempt: int, n: int
+    ) -> LogEntry:
+        entry = LogEntry(
+            log_name=f"projects/{project}/logs/{log}",
+            resource={
+                "type": "cloud_run_job",
+                "labels": {
+                    "project_id": project,
+                    "job_name": self.job_name.rsplit("/", 1)[-1],
+                    "location": region,
+                },
+            },
+            labels={
+                "run.googleapis.com/execution_name": self.short_name(),
+                "run.googleapis.com/task_index": "0",
+                "run.googleapis.com/task_attempt": str(attempt),
+                "instanceId": f"fake-instance-{attempt}",
+            },
+            timestamp=moment,
+            receive_timestamp=moment,
+            insert_id=f"{self.short_name()}-{n:06d}",
+        )
+        payload = _json_object(line)
+        if payload is not None:
+            struct = struct_pb2.Struct()
+            struct.update(payload)
+            LogEntry.pb(entry).json_payload.CopyFrom(struct)
+        else:
+            entry.text_payload = line
+        return entry
+
+
+def _json_object(line: str) -> dict[str, object] | None:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+Resource = run_v2.Job | run_v2.Execution
+
+
+@attrs.define
+class FakeOperation:
+    name: str
+    kind: str  # "job" (done at the first poll), "execution" (done when it ends) or "done"
+    target: str
+    response: Resource | None = None
+    polls_left: int = 1
+
+
+class FakeCloudRunState:
+    """Everything the fake API knows, behind one lock."""
+
+    def __init__(self, *, start_delay: float = 0.05, max_page_size: int = 2) -> None:
+        self.lock = threading.RLock()
+        self.start_delay = start_delay
+        self.max_page_size = max_page_size
+        self.jobs: dict[str, run_v2.Job] = {}
+        self.executions: dict[str, FakeExecution] = {}
+        self.operations: dict[str, FakeOperation] = {}
+        self.archived_logs: list[LogEntry] = []
+        self.missing_images: set[str] = set()
+
+    # Jobs ----------------------------------------------------------------------------------------
+
+    def create_job(self, parent: str, job_id: str, job: run_v2.Job) -> FakeOperation:
+        project, region = _location(parent)
+        if not JOB_ID.match(job_id):
+            raise ApiError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Job id {job_id!r} must be lowercase letters, digits and '-', start with a letter and be at most 63 characters.",
+            )
+        name = f"{parent}/jobs/{job_id}"
+        if job.name and job.name != name:
+            raise ApiError(
+                grpc.StatusCode.INVALID_ARGUMENT, f"Job name {job.name!r} does not match {name!r}."
+            )
+        with self.lock:
+            if name in self.jobs:
+                raise ApiError(grpc.StatusCode.ALREADY_EXISTS, f"Resource '{job_id}' already exists.")
+            self._validate(job)
+            stored = run_v2.Job(job)
+            stored.name = name
+            stored.uid = str(uuid.uuid4())
+            stored.generation = 1
+            stored.create_time = stored.update_time = _now()
+            stored.etag = secrets.token_hex(4)
+            self.jobs[name] = stored
+            return self._operation(project, region, "job", name)
+
+    def update_job(self, job: run_v2.Job, allow_missing: bool) -> FakeOperation:
+        project, region = _location(job.name.rsplit("/jobs/", 1)[0])
+        with self.lock:
+            current = self.jobs.get(job.name)
+            if current is None and not allow_missing:
+                raise ApiError(grpc.StatusCode.NOT_FOUND, f"Resource '{job.name}' was not found.")
+            self._validate(job)
+            stored = run_v2.Job(job)
+            if current is not None:
+                stored.uid, stored.create_time = current.uid, current.create_time
+                stored.generation = current.generation + 1
+                stored.execution_count = current.execution_count
+                stored.latest_created_execution = current.latest_created_execution
+            stored.update_time = _now()
+            stored.etag = secrets.token_hex(4)
+            self.jobs[job.name] = stored
+            return self._operation(project, region, "job", job.name)
+
+    def get_job(self, name: str) -> run_v2.Job:
+        with self.lock:
+            job = self.jobs.get(name)
+            if job is None:
+                raise ApiError(grpc.StatusCode.NOT_FOUND, f"Resource '{name}' was not found.")
+            return run_v2.Job(job)
+
+    def list_jobs(self, parent: str) -> list[run_v2.Job]:
+        _location(parent)
+        with self.lock:
+            return [run_v2.Job(j) for n, j in sorted(self.jobs.items()) if n.startswith(parent + "/jobs/")]
+
+    def delete_job(self, name: str) -> FakeOperation:
+        project, region = _location(name.rsplit("/jobs/", 1)[0])
+        with self.lock:
+            job = self.get_job(name)
+            for execution in [e for e in self.executions.values() if e.job_name == name]:
+                self._forget_execution(execution.name, archive=True)
+            del self.jobs[name]
+            return self._operation(project, region, "done", name, response=job)
+
+    def run_job(self, name: str) -> FakeOperation:
+        project, region = _location(name.rsplit("/jobs/", 1)[0])
+        with self.lock:
+            job = self.jobs.get(name)
+            if job is None:
+                raise ApiError(grpc.StatusCode.NOT_FOUND, f"Resource '{name}' was not found.")
+            short = f"{name.rsplit('/', 1)[-1]}-{''.join(secrets.choice('abcdefghijklmnopqrstuvwxyz0123456789') for _ in range(5))}"
+            execution_name = f"{name}/executions/{short}"
+            self.executions[execution_name] = FakeExecution(
+                name=execution_name,
+                job_name=name,
+                template=run_v2.ExecutionTemplate(job.template),
+                scenario=Scenario.from_container(job.template.template.containers[0]),
+                created=_now(),
+                start_delay=self.start_delay,
+            )
+            job.execution_count += 1
+            job.latest_created_execution = run_v2.ExecutionReference(name=execution_name, create_time=_now())
+            return self._operation(project, region, "execution", execution_name)
+
+    # Executions ----------------------------------------------------------------------------------
+
+    def execution(self, name: str) -> FakeExecution:
+        with self.lock:
+            execution = self.executions.get(name)
+            if execution is None:
+                raise ApiError(grpc.StatusCode.NOT_FOUND, f"Resource '{name}' was not found.")
+            return execution
+
+    def get_execution(self, name: str) -> run_v2.Execution:
+        return self.execution(name).to_proto(_now())
+
+    def list_executions(self, parent: str) -> list[run_v2.Execution]:
+        location, _, job = parent.rpartition("/jobs/")
+        _location(location)
+        now = _now()
+        with self.lock:
+            if job != "-" and parent not in self.jobs:
+                raise ApiError(grpc.StatusCode.NOT_FOUND, f"Resource '{parent}' was not found.")
+            chosen = [
+                e
+                for n, e in sorted(self.executions.items())
+                if (e.job_name == parent if job != "-" else n.startswith(location + "/jobs/"))
+            ]
+            return [e.to_proto(now) for e in chosen]
+
+    def cancel_execution(self, name: str) -> FakeOperation:
+        project, region = _location(name.split("/jobs/", 1)[0])
+        with self.lock:
+            execution = self.execution(name)
+            now = _now()
+            if execution.finished(now):
+                raise ApiError(
+                    grpc.StatusCode.FAILED_PRECONDITION, f"Execution '{name}' has already completed."
+                )
+            if execution.cancelled_at is None:
+                execution.cancelled_at = now
+            return self._operation(project, region, "execution", name)
+
+    def delete_execution(self, name: str) -> FakeOperation:
+        project, region = _location(name.split("/jobs/", 1)[0])
+        with self.lock:
+            execution = self.execution(name)
+            now = _now()
+            if not execution.finished(now):
+                raise ApiError(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"Execution '{name}' is still running; cancel it before deleting it.",
+                )
+            snapshot = execution.to_proto(now)
+            self._forget_execution(name, archive=True)
+            return self._operation(project, region, "done", name, response=snapshot)
+
+    def lose_execution(self, name: str) -> None:
+        with self.lock:
+            self._forget_execution(name, archive=False)
+
+    def _forget_execution(self, name: str, *, archive: bool) -> None:
+        execution = self.executions.pop(name)
+        if archive:
+            project, region = _location(name.split("/jobs/", 1)[0])
+            self.archived_logs.extend(execution.log_entries(project, region, _now()))
+
+    def list_tasks(self, parent: str) -> list[run_v2.Task]:
+        with self.lock:
+            return [self.execution(parent).task_proto(_now())]
+
+    # Operations ----------------------------------------------------------------------------------
+
+    def _operation(
+        self, project: str, region: str, kind: str, target: str, *, response: Resource | None = None
+    ) -> FakeOperation:
+        name = f"projects/{project}/locations/{region}/operations/{uuid.uuid4()}"
+        op = FakeOperation(name, kind, target, response=response)
+        self.operations[name] = op
+        return op
+
+    def operation_state(self, name: str) -> tuple[bool, Resource | None]:
+        """Return ``(done, resource)`` for a polled operation; a job operation finishes at its first poll."""
+        with self.lock:
+            op = self.operations.get(name)
+            if op is None:
+                raise ApiError(grpc.StatusCode.NOT_FOUND, f"Operation '{name}' was not found.")
+            return self.describe_operation(op, poll=True)
+
+    def describe_operation(self, op: FakeOperation, *, poll: bool = False) -> tuple[bool, Resource | None]:
+        """Return ``(done, resource)``: the operation's response when done, its metadata before."""
+        with self.lock:
+            if op.kind == "job":
+                # Creating or updating a job takes Cloud Run a moment: never done in the first answer.
+                op.polls_left -= int(poll)
+                job = self.jobs.get(op.target)
+                return op.polls_left <= 0, (run_v2.Job(job) if job is not None else op.response)
+            if op.kind == "execution":
+                execution = self.executions.get(op.target)
+                if execution is None:
+                    return True, op.response  # deleted: the last known state stands
+                now = _now()
+                op.response = execution.to_proto(now)
+                return execution.finished(now), op.response
+            return True, op.response
+
+    # Logs ----------------------------------------------------------------------------------------
+
+    def list_log_entries(self, resource_names: list[str], filter_text: str, order_by: str) -> list[LogEntry]:
+        if len(resource_names) != 1 or not re.match(r"^projects/[^/]+$", resource_names[0]):
+            raise ApiError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"The fake reads exactly one project, got {resource_names!r}.",
+            )
+        project = resource_names[0].split("/", 1)[1]
+        try:
+            matches = compile_filter(filter_text)
+        except ValueError as exc:
+            raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
+        if order_by not in ("", "timestamp asc", "timestamp desc"):
+            raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, f"Unsupported order_by {order_by!r}.")
+        now = _now()
+        with self.lock:
+            entries = list(self.archived_logs)
+            for name, execution in self.executions.items():
+                _project, region = _location(name.split("/jobs/", 1)[0])
+                entries.extend(execution.log_entries(_project, region, now))
+        chosen = [
+            e
+            for e in entries
+            if e.log_name.startswith(f"projects/{project}/logs/") and matches(_fields(e), e.timestamp)
+        ]
+        chosen.sort(key=lambda e: e.timestamp, reverse=order_by == "timestamp desc")
+        return chosen
+
+    # Validation ----------------------------------------------------------------------------------
+
+    def _validate(self, job: run_v2.Job) -> None:
+        _check_labels(job.labels)
+        _check_labels(job.template.labels)
+        containers = job.template.template.containers
+        if len(containers) != 1:
+            raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, "The fake runs jobs with exactly one container.")
+        container = containers[0]
+        if not container.image:
+            raise ApiError(
+                grpc.StatusCode.INVALID_ARGUMENT, "spec.template.spec.containers[0].image: Required."
+            )
+        if container.image in self.missing_images:
+            raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, f"Image '{container.image}' not found.")
+        for env in container.env:
+            if RESERVED_ENV.match(env.name):
+                raise ApiError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"The following reserved env names were provided: {env.name}. These values are automatically set by the system.",
+                )
+        _check_resources(container.resources.limits)
+        timeout = job.template.template.timeout
+        if timeout is not None and timeout > MAX_TIMEOUT:
+            raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, "Task timeout must be at most 168 hours.")
+        mounted = {m.name for m in container.volume_mounts}
+        volumes = {v.name for v in job.template.template.volumes}
+        if not mounted <= volumes:
+            raise ApiError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Volume mounts {sorted(mounted - volumes)!r} name no volume.",
+            )
+
+
+def _location(parent: str) -> tuple[str, str]:
+    match = LOCATION.match(parent)
+    if match is None:
+        raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, f"Invalid resource name {parent!r}.")
+    return match["project"], match["region"]
+
+
+def _check_labels(labels: object) -> None:
+    for key, value in dict(labels).items():  # type: ignore[call-overload]
+        if (
+            key.startswith(RESERVED_LABEL_PREFIXES)
+            or not LABEL_KEY.match(key)
+            or not LABEL_VALUE.match(value)
+        ):
+            raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, f"Invalid label {key!r}: {value!r}.")
+
+
+def _check_resources(limits: object) -> None:
+    values = dict(limits)  # type: ignore[call-overload]
+    cpu = ALLOWED_CPUS.get(values.get("cpu", "1"))
+    if cpu is None:
+        raise ApiError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"Invalid value for CPU {values.get('cpu')!r}: jobs take 1, 2, 4, 6 or 8.",
+        )
+    memory = _mebibytes(values.get("memory", "512Mi"))
+    least, most = MEMORY_RANGE_BY_CPU[cpu]
+    if memory is None or not least <= memory <= most:
+        raise ApiError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"Invalid value for memory {values.get('memory')!r} with {cpu} CPU.",
+        )
+
+
+def _mebibytes(text: str) -> float | None:
+    match = re.match(r"^(\d+(?:\.\d+)?)(Mi|Gi|M|G)$", text)
+    if match is None:
+        return None
+    scale = {"Mi": 1, "Gi": 1024, "M": 1e6 / 2**20, "G": 1e9 / 2**20}[match[2]]
+    return math.floor(float(match[1]) * scale)
+
+
+def _fields(entry: LogEntry) -> dict[str, str]:
+    fields = {"logName": entry.log_name, "resource.type": entry.resource.type}
+    fields.update({f"resource.labels.{k}": v for k, v in entry.resource.labels.items()})
+    fields.update({f"labels.{k}": v for k, v in entry.labels.items()})
+    return fields
