@@ -97,7 +97,9 @@ class ExecutorSpec:
         raise NotImplementedError  # pragma: no cover
 
     @hookspec(firstresult=True)
-    def wait_for_exits(self, host: HostSpec, execution_ids: Sequence[str], timeout: float) -> list[str] | None:
+    def wait_for_exits(
+        self, host: HostSpec, execution_ids: Sequence[str], timeout: float
+    ) -> list[str] | None:
         """Block for up to ``timeout`` seconds until one of ``execution_ids`` exits.
 
         Return the ids that have exited, including any that exited before the call (an empty list

@@ -22,7 +22,7 @@ _DIGEST = re.compile(r"sha256:[a-f0-9]{64}")
 _IMAGE_ID = re.compile(r"[a-f0-9]{64}")
 
 
-class InvalidImageReference(ValueError):  # noqa: N818 - the public name callers already use
+class InvalidImageReference(ValueError):
     """The text is not a valid image reference; ``reason`` says which part is wrong."""
 
     def __init__(self, text: str, reason: str) -> None:

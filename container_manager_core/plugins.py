@@ -81,7 +81,8 @@ class PluginManager:
         if self._types is None:
             types: dict[str, str] = {}
             for impl in self._pm.hook.executor_types.get_hookimpls():
-                for executor_type in impl.function():
+                provided: Iterable[str] = impl.function()  # type: ignore[assignment]  # the hook spec's type
+                for executor_type in provided:
                     if executor_type in types:
                         raise ValueError(
                             f"Executor type {executor_type!r} is provided by both "
@@ -223,7 +224,9 @@ class ExecutorPlugin(abc.ABC):
         return self.executions(host) if self._mine(host) else None
 
     @hookimpl
-    def wait_for_exits(self, host: HostSpec, execution_ids: Sequence[str], timeout: float) -> list[str] | None:
+    def wait_for_exits(
+        self, host: HostSpec, execution_ids: Sequence[str], timeout: float
+    ) -> list[str] | None:
         return self.wait(host, execution_ids, timeout=timeout) if self._mine(host) else None
 
     # Seconds between status checks in the default, polling ``wait``.

@@ -116,8 +116,8 @@ def check_user(_host: HostSpec | None, job: JobSpec, limits: PolicyLimits) -> It
         )
 
 
-def check_privileges(_host: HostSpec | None, job: JobSpec, _limits: PolicyLimits) -> Iterator[Violation]:
-    """Forbid privileged mode, added capabilities, devices and regaining privileges."""
+def check_privileges(_host: HostSpec | None, job: JobSpec, limits: PolicyLimits) -> Iterator[Violation]:
+    """Forbid privileged mode, added capabilities, a writable root, devices and regaining privileges."""
     if job.privileged:
         yield Violation(
             "privileged",
@@ -135,6 +135,13 @@ def check_privileges(_host: HostSpec | None, job: JobSpec, _limits: PolicyLimits
             "new_privileges_allowed",
             "no_new_privileges must stay on so setuid binaries cannot raise privileges.",
             "no_new_privileges",
+        )
+    if not job.read_only_root and not limits.allow_writable_root:
+        yield Violation(
+            "writable_root",
+            "The root filesystem must be read-only; write to the tmpfs at /tmp, or set "
+            "allow_writable_root in the policy limits for images that cannot run otherwise.",
+            "read_only_root",
         )
     if job.devices:
         yield Violation(

@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 
 REDACTED = "********"
-_SECRET_KEY = re.compile(r"pass(word)?|secret|token|credential|private[_-]?key|api[_-]?key|auth", re.IGNORECASE)
+_SECRET_KEY = re.compile(
+    r"pass(word)?|secret|token|credential|private[_-]?key|api[_-]?key|auth", re.IGNORECASE
+)
 
 
 def is_secret_key(key: str) -> bool:
@@ -24,7 +26,7 @@ def redact(value: Any) -> Any:
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for key, item in value.items():
-            if isinstance(item, Mapping) or isinstance(item, list | tuple):
+            if isinstance(item, Mapping | list | tuple):
                 out[key] = redact(item)
             elif is_secret_key(str(key)) and str(key).lower() not in _NOT_SECRET:
                 out[key] = REDACTED if item not in (None, "") else item

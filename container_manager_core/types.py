@@ -23,11 +23,12 @@ _ABSOLUTE_PATH = re.compile(r"^/[^\x00]*$")
 
 
 def _frozen_str_map(value: Mapping[str, str] | Iterable[tuple[str, str]] | None) -> Mapping[str, str]:
-    items = dict(value or {})
-    for key, val in items.items():
+    # Values arrive from JSON fields and user code: check each one rather than trust the annotation.
+    source: dict[Any, Any] = dict(value or {})
+    for key, val in source.items():
         if not isinstance(key, str) or not isinstance(val, str):
             raise TypeError(f"Expected a mapping of str to str, got {key!r}: {val!r}.")
-    return MappingProxyType(items)
+    return MappingProxyType(source)
 
 
 def _frozen_any_map(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -298,3 +299,5 @@ class PolicyLimits:
         default=None, converter=attrs.converters.optional(_str_tuple)
     )
     safe_mount_dirs: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
+    # A writable root filesystem is refused unless a deployment opts in for images that need it.
+    allow_writable_root: bool = False

@@ -139,8 +139,13 @@ def test_missing_executor_type_names_the_package_to_install() -> None:
     pm = PluginManager(load_entry_points=False)
     with pytest.raises(NoExecutorPlugin) as info:
         pm.launch_job(HostSpec(name="h", executor_type="docker"), _job())
-    assert str(info.value).startswith("No executor plugin for 'docker': pip install container-manager[docker]")
-    with pytest.raises(NoExecutorPlugin, match=r"No executor plugin for 'cloudrun': pip install container-manager\[cloudrun\]"):
+    assert str(info.value).startswith(
+        "No executor plugin for 'docker': pip install container-manager[docker]"
+    )
+    with pytest.raises(
+        NoExecutorPlugin,
+        match=r"No executor plugin for 'cloudrun': pip install container-manager\[cloudrun\]",
+    ):
         pm.get_health_status(HostSpec(name="h", executor_type="cloudrun"))
 
 
@@ -166,8 +171,9 @@ def test_two_plugins_claiming_one_type_is_an_error() -> None:
 
 
 def test_launch_enforces_the_policy_before_the_plugin_sees_the_job() -> None:
-    from container_manager_core import PolicyViolationError
     from mock_executor.plugin import MockExecutor
+
+    from container_manager_core import PolicyViolationError
 
     executor = MockExecutor()
     pm = PluginManager(load_entry_points=False)
@@ -187,7 +193,9 @@ def test_core_does_not_import_django() -> None:
         "bad = sorted(m for m in sys.modules if m == 'django' or m.startswith(('django.', 'container_manager.'))); "
         "assert not bad, bad"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -206,4 +214,7 @@ def test_a_broken_plugin_names_its_distribution(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode != 0
-    assert "PluginLoadError: Executor plugin 'broken' from the distribution 'broken-exec' failed to load" in result.stderr
+    assert (
+        "PluginLoadError: Executor plugin 'broken' from the distribution 'broken-exec' failed to load"
+        in result.stderr
+    )

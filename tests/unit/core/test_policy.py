@@ -128,6 +128,7 @@ FORBIDDEN: list[tuple[str, dict[str, Any], str, str]] = [
         "memory_limit_too_high",
         "memory_limit_mb is 2049, above the maximum of 2048",
     ),
+    ("read_only_root", {"read_only_root": False}, "writable_root", "root filesystem must be read-only"),
     ("cpu_limit", {"cpu_limit": None}, "cpu_limit_missing", "must set cpu_limit explicitly"),
     ("cpu_limit", {"cpu_limit": 2.5}, "cpu_limit_too_high", "cpu_limit is 2.5, above the maximum of 2.0"),
     ("timeout_seconds", {"timeout_seconds": None}, "timeout_missing", "must set timeout_seconds explicitly"),
@@ -475,3 +476,10 @@ def test_core_modules_do_not_import_django() -> None:
         "assert not any(m == 'django' or m.startswith('django.') for m in sys.modules), 'django imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_writable_root_is_allowed_only_when_the_limits_opt_in() -> None:
+    job = safe_job(read_only_root=False)
+    manager = PluginManager(load_entry_points=False)
+    assert [v.code for v in manager.validate_job(None, job, PolicyLimits())] == ["writable_root"]
+    assert manager.validate_job(None, job, PolicyLimits(allow_writable_root=True)) == []
