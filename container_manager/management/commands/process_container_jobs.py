@@ -1,0 +1,62 @@
+"""``manage.py process_container_jobs``: run the worker (the flags only configure ``Worker.run()``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from container_manager.worker.worker import Worker
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"Expected a whole number of at least 1, got {value!r}.")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError(f"Expected a positive number of seconds, got {value!r}.")
+    return number
+
+
+class Command(BaseCommand):
+    help = "Claim queued container jobs, run them on their hosts, and record every result."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--once", action="store_true", help="Run what is claimable now to completion, then exit."
+        )
+        parser.add_argument("--max-jobs", type=_positive_int, help="Exit after claiming this many jobs.")
+        parser.add_argument(
+            "--concurrency", type=_positive_int, default=4, help="Jobs this worker runs at once (default 4)."
+        )
+        parser.add_argument(
+            "--host",
+            action="append",
+            dest="hosts",
+            default=[],
+            metavar="NAME",
+            help="Serve only this executor host (repeatable; default: every active host).",
+        )
+        parser.add_argument(
+            "--poll-interval",
+            type=_positive_float,
+            help="Seconds between queue polls (default: POLL_INTERVAL).",
+        )
+        parser.add_argument(
+            "--worker-id", help="A stable id; a restarted worker with the same id recovers at once."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        Worker(
+            worker_id=options["worker_id"],
+            concurrency=options["concurrency"],
+            max_jobs=options["max_jobs"],
+            once=options["once"],
+            host_names=options["hosts"],
+            poll_interval=options["poll_interval"],
+        ).run()

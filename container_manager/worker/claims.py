@@ -1,0 +1,155 @@
+"""Claim jobs with guarded UPDATEs, renew the claims' leases, and take over jobs whose worker vanished."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import connection, transaction
+from django.db.models import Count, F, Q, QuerySet
+from django.utils import timezone
+
+from container_manager import signals
+from container_manager.models import ContainerJob, ExecutorHost
+from container_manager.states import ACTIVE_STATUSES, CLAIMABLE_STATUSES, JobStatus, sources_of
+
+# Jobs a claim may move to LAUNCHING, read from the transition table so the two cannot drift apart.
+_CLAIM_SOURCES = sorted(sources_of(JobStatus.LAUNCHING) & CLAIMABLE_STATUSES)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job this worker now owns: the row as claimed, and whether the user pinned its host."""
+
+    job: ContainerJob
+    pinned: bool
+
+
+def due(now: datetime) -> QuerySet[ContainerJob]:
+    """Return the jobs that may be claimed now, best first (higher priority, then oldest)."""
+    return (
+        ContainerJob.objects.filter(status__in=_CLAIM_SOURCES, cancel_requested_at__isnull=True)
+        .filter(Q(scheduled_for__isnull=True) | Q(scheduled_for__lte=now))
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .order_by("-priority", "created_at")
+    )
+
+
+def pick_host(hosts: Sequence[ExecutorHost], rng: random.Random) -> ExecutorHost | None:
+    """Choose one host at random in proportion to its weight; weight 0 drains a host."""
+    weighted = [h for h in hosts if h.weight > 0]
+    if not weighted:
+        return None
+    return rng.choices(weighted, weights=[h.weight for h in weighted])[0]
+
+
+def claim_jobs(
+    *,
+    worker_id: str,
+    limit: int,
+    host_names: Collection[str],
+    default_executor_type: str,
+    lease_seconds: float,
+    rng: random.Random,
+) -> list[Claim]:
+    """Claim up to ``limit`` due jobs for ``worker_id``, each placed on a host with room for it.
+
+    Host rows are locked for the claim so two workers cannot both fill a host's last slot; each
+    job moves with an UPDATE guarded by its status, so a job is claimed by one worker only.
+    """
+    now = timezone.now()
+    if limit <= 0 or not due(now).exists():
+        return []  # The idle path costs one indexed query.
+    placed: dict[int, list[tuple[str, str, bool]]] = {}
+    with transaction.atomic():
+        hosts_qs = ExecutorHost.objects.select_for_update().filter(is_active=True, healthy=True)
+        if host_names:
+            hosts_qs = hosts_qs.filter(name__in=host_names)
+        hosts = list(hosts_qs.order_by("pk"))
+        if not hosts:
+            return []
+        busy = dict(
+            ContainerJob.objects.filter(docker_host__in=hosts, status__in=ACTIVE_STATUSES)
+            .values("docker_host")
+            .annotate(n=Count("pk"))
+            .values_list("docker_host", "n")
+        )
+        room = {h.pk: h.max_concurrent_jobs - busy.get(h.pk, 0) for h in hosts}
+        open_hosts = [h for h in hosts if room[h.pk] > 0]
+        if not open_hosts:
+            return []
+        types = {h.executor_type for h in open_hosts}
+        placeable = Q(docker_host__in=open_hosts)
+        floating_types = types | ({""} if default_executor_type in types else set())
+        placeable |= Q(docker_host__isnull=True, executor_type__in=floating_types)
+        candidates = due(now).filter(placeable)
+        if connection.features.has_select_for_update_skip_locked:
+            # Rows another claimer holds are skipped rather than waited for.
+            candidates = candidates.select_for_update(skip_locked=True)
+        # Read a few extra rows: some may wait for a host that fills up during this claim.
+        rows = list(candidates.values_list("pk", "docker_host", "executor_type", "status")[: limit * 2])
+        chosen = 0
+        for pk, pinned_host, executor_type, status in rows:
+            if chosen >= limit:
+                break
+            if pinned_host is not None:
+                target = pinned_host if room.get(pinned_host, 0) > 0 else None
+            else:
+                wanted = executor_type or default_executor_type
+                host = pick_host([h for h in open_hosts if h.executor_type == wanted and room[h.pk] > 0], rng)
+                target = None if host is None else host.pk
+            if target is None:
+                continue
+            room[target] -= 1
+            placed.setdefault(target, []).append((str(pk), status, pinned_host is not None))
+            chosen += 1
+        lease = now + timedelta(seconds=lease_seconds)
+        for host_pk, jobs in placed.items():
+            ContainerJob.objects.filter(pk__in=[pk for pk, _, _ in jobs], status__in=_CLAIM_SOURCES).update(
+                status=JobStatus.LAUNCHING,
+                docker_host=host_pk,
+                worker_id=worker_id,
+                attempt=F("attempt") + 1,
+                lease_expires_at=lease,
+                launched_at=now,
+                stop_reason="",
+            )
+    info = {pk: (status, pinned) for jobs in placed.values() for pk, status, pinned in jobs}
+    if not info:
+        return []
+    # Read back what was won: the guard may have lost a row to a cancel between read and UPDATE.
+    won = list(
+        ContainerJob.objects.filter(pk__in=list(info), worker_id=worker_id, status=JobStatus.LAUNCHING)
+        .select_related("docker_host", "environment_template")
+        .order_by("-priority", "created_at")
+    )
+    for job in won:
+        signals.send_transition(job, info[str(job.pk)][0], JobStatus.LAUNCHING)
+    return [Claim(job, info[str(job.pk)][1]) for job in won]
+
+
+def renew_leases(worker_id: str, job_pks: Collection[str], lease_seconds: float) -> set[str]:
+    """Extend the lease of every listed job this worker still owns, in one UPDATE; return the lost ones."""
+    if not job_pks:
+        return set()
+    lease = timezone.now() + timedelta(seconds=lease_seconds)
+    owned = ContainerJob.objects.filter(pk__in=list(job_pks), worker_id=worker_id, status__in=ACTIVE_STATUSES)
+    if owned.update(lease_expires_at=lease) == len(job_pks):
+        return set()
+    still = {str(pk) for pk in owned.values_list("pk", flat=True)}
+    return set(map(str, job_pks)) - still
+
+
+def take_over(job: ContainerJob, *, worker_id: str, lease_seconds: float) -> bool:
+    """Become the owner of an active job whose worker is gone; False if someone else moved it first."""
+    lease = timezone.now() + timedelta(seconds=lease_seconds)
+    won = ContainerJob.objects.filter(
+        pk=job.pk, status=job.status, worker_id=job.worker_id, attempt=job.attempt
+    ).update(worker_id=worker_id, attempt=F("attempt") + 1, lease_expires_at=lease)
+    if won:
+        job.worker_id = worker_id
+        job.attempt += 1
+        job.lease_expires_at = lease
+    return bool(won)

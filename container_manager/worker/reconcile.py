@@ -1,0 +1,157 @@
+"""Make the database and the hosts agree after a crash: adopt, harvest, relaunch, fail or remove."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Q
+from django.utils import timezone
+
+from container_manager.conf import AppSettings
+from container_manager.models import ContainerJob, ExecutorHost
+from container_manager.states import ACTIVE_STATUSES, JobStatus, TerminationReason
+from container_manager.worker import claims, outcome
+from container_manager.worker.hosts import mark_unreachable
+from container_manager.worker.logevents import log_event
+from container_manager.worker.tracking import Tracked
+from container_manager_core.errors import ExecutionNotFound, ExecutorError
+from container_manager_core.plugins import PluginManager
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """A labelled container no live job needs: its job is unknown, finished, or waiting to run again."""
+
+    job_id: str
+    execution_id: str
+    why: str
+
+
+def _uuid_or_none(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+def find_orphans(
+    listing: Iterable[tuple[str, str]], *, finished_before: datetime | None = None
+) -> list[Orphan]:
+    """Return the listed containers whose job is gone, finished, or not running (never unlabelled ones).
+
+    With ``finished_before``, containers of finished jobs count only if the job finished before then.
+    The listing must be taken before this reads the database: a job seen active here was active
+    when its container was listed, so a container a worker is launching is never taken for an orphan.
+    """
+    pairs = list(listing)
+    ids = {u for u in (_uuid_or_none(job_id) for job_id, _ in pairs) if u is not None}
+    rows = {
+        str(pk): (status, completed_at)
+        for pk, status, completed_at in ContainerJob.objects.filter(pk__in=ids).values_list(
+            "pk", "status", "completed_at"
+        )
+    }
+    found = []
+    for job_id, execution_id in pairs:
+        uid = _uuid_or_none(job_id)
+        row = rows.get(str(uid)) if uid is not None else None
+        if row is None:
+            found.append(Orphan(job_id, execution_id, "unknown job"))
+            continue
+        status, completed_at = row
+        if status in ACTIVE_STATUSES:
+            continue
+        waiting = status in (JobStatus.PENDING, JobStatus.RETRYING)
+        old_enough = finished_before is None or (completed_at is not None and completed_at < finished_before)
+        if waiting or old_enough:
+            found.append(Orphan(job_id, execution_id, f"job is {status}"))
+    return found
+
+
+def remove_orphans(manager: PluginManager, host: ExecutorHost, orphans: Iterable[Orphan]) -> int:
+    """Remove each orphan's container; return how many were removed."""
+    spec = host.to_spec()
+    removed = 0
+    for orphan in orphans:
+        try:
+            removed += bool(manager.cleanup(spec, orphan.execution_id))
+        except ExecutionNotFound:
+            continue
+        log_event(
+            "orphan_removed", job=orphan.job_id, execution=orphan.execution_id, host=host.name, why=orphan.why
+        )
+    return removed
+
+
+class Reconciler:
+    """One pass over the served hosts: what runs there against what the database says should."""
+
+    def __init__(self, manager: PluginManager, *, worker_id: str, settings: AppSettings) -> None:
+        self._pm = manager
+        self._worker_id = worker_id
+        self._settings = settings
+
+    def run(self, hosts: Iterable[ExecutorHost], tracked: Collection[str]) -> list[Tracked]:
+        """Reconcile every host; return the jobs this worker took over and must now follow."""
+        adopted: list[Tracked] = []
+        for host in hosts:
+            try:
+                listing = self._pm.list_executions(host.to_spec())
+            except ExecutorError as exc:
+                # Without the listing nothing can be decided safely; the host's jobs wait.
+                mark_unreachable(host.pk, str(exc))
+                continue
+            remove_orphans(self._pm, host, find_orphans(listing))
+            adopted.extend(self._take_over(host, {eid for _, eid in listing}, tracked))
+        return adopted
+
+    def _take_over(self, host: ExecutorHost, present: set[str], tracked: Collection[str]) -> list[Tracked]:
+        now = timezone.now()
+        # A lease that ran out means the worker died or hung; our own untracked jobs are from our last life.
+        stale = (
+            ContainerJob.objects.filter(docker_host=host, status__in=ACTIVE_STATUSES)
+            .filter(
+                Q(lease_expires_at__lt=now) | Q(lease_expires_at__isnull=True) | Q(worker_id=self._worker_id)
+            )
+            .exclude(pk__in=list(tracked))
+            .select_related("docker_host", "environment_template")
+        )
+        result = []
+        for job in stale:
+            previous = job.worker_id
+            if not claims.take_over(
+                job, worker_id=self._worker_id, lease_seconds=self._settings.LEASE_SECONDS
+            ):
+                continue
+            job.append_event(
+                f"Worker {self._worker_id} took over from {previous or 'nobody'} (attempt {job.attempt})."
+            )
+            log_event("taken_over", job=job.pk, execution=job.execution_id, host=host.name, previous=previous)
+            follow = Tracked(job=job, host=host.to_spec(), host_pk=host.pk, attempt=job.attempt, pinned=True)
+            if job.status == JobStatus.LAUNCHING:
+                # Launching is idempotent: the plugin adopts a container that already has the job's name.
+                # A launching job's execution_id, if any, is its previous attempt's: remove that first.
+                follow.spec = job.to_spec()
+                follow.previous_execution = job.execution_id
+            elif job.execution_id in present:
+                follow.execution_id = job.execution_id
+                if job.timeout_seconds and job.started_at is not None:
+                    follow.deadline = job.started_at.timestamp() + job.timeout_seconds
+            else:
+                outcome.finish(
+                    job,
+                    TerminationReason.HOST_LOST,
+                    worker_id=self._worker_id,
+                    attempt=job.attempt,
+                    interrupted=False,
+                    settings=self._settings,
+                    now=now,
+                    error="The job's container vanished while no worker watched it.",
+                )
+                log_event("host_lost", job=job.pk, execution=job.execution_id, host=host.name)
+                continue
+            result.append(follow)
+        return result

@@ -1,0 +1,201 @@
+"""The executor side of one job, run in its own thread: launch, wait for the exit, collect the results.
+
+Runner threads never touch the database; they send reports to the main thread, which owns the
+one database connection and writes every change with a guarded UPDATE.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+from container_manager.states import TerminationReason
+from container_manager.worker.logevents import log_event
+from container_manager.worker.tracking import (
+    Exited,
+    HostBack,
+    HostDown,
+    Launched,
+    LaunchRefused,
+    Report,
+    StopReason,
+    Tracked,
+    Vanished,
+)
+from container_manager_core.errors import (
+    ExecutionNotFound,
+    ExecutorError,
+    ExecutorUnavailable,
+    ImagePullFailed,
+    LaunchFailed,
+    PolicyViolationError,
+)
+from container_manager_core.plugins import PluginManager
+from container_manager_core.types import ExecutionLogs, ExecutionState, PolicyLimits, ResourceUsage
+
+# Longest single wait for an exit; each new wait first checks the current state, so this is also
+# the slow polling fallback should the engine miss an event.
+WAIT_SLICE_SECONDS = 30.0
+# Pause between attempts while the engine is unreachable, growing to the maximum.
+RETRY_PAUSE_SECONDS = (0.5, 1.0, 2.0, 5.0)
+
+
+class Runner:
+    """Drive one tracked job through the executor and report each step on ``reports``."""
+
+    def __init__(
+        self,
+        manager: PluginManager,
+        reports: queue.SimpleQueue[Report],
+        *,
+        limits: PolicyLimits,
+        stop_grace_seconds: float,
+        wake: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._pm = manager
+        self._reports = reports
+        self._limits = limits
+        self._grace = stop_grace_seconds
+        self._wake = wake
+
+    def start(self, tracked: Tracked) -> threading.Thread:
+        """Run ``tracked`` in a daemon thread (daemon: a worker that must exit never waits for the engine)."""
+        thread = threading.Thread(target=self.run, args=(tracked,), name=f"job-{tracked.pk}", daemon=True)
+        thread.start()
+        return thread
+
+    def _send(self, report: Report) -> None:
+        self._reports.put(report)
+        self._wake()
+
+    def run(self, tracked: Tracked) -> None:
+        """Launch if needed, then wait for the exit and harvest; every outcome becomes a report."""
+        try:
+            if tracked.spec is not None and not self._launch(tracked):
+                return
+            self._watch(tracked)
+        except Exception as exc:  # A runner must always report, or its job would stay tracked for ever.
+            log_event(
+                "runner_crashed", job=tracked.pk, host=tracked.host.name, error=repr(exc), level=logging.ERROR
+            )
+            self._send(
+                HostDown(
+                    tracked, f"Unexpected executor error: {exc!r}.", during_launch=not tracked.execution_id
+                )
+            )
+
+    def _launch(self, tracked: Tracked) -> bool:
+        spec = tracked.spec
+        if spec is None:
+            raise ValueError(f"Job {tracked.pk!r} has no spec to launch.")
+        try:
+            if tracked.previous_execution:
+                # The name is derived from the job id: an old exited container would be adopted.
+                self._remove(tracked, tracked.previous_execution)
+            execution = self._pm.launch_job(tracked.host, spec, self._limits)
+        except PolicyViolationError as exc:
+            self._send(LaunchRefused(tracked, TerminationReason.LAUNCH_FAILED, str(exc)))
+            return False
+        except ExecutorUnavailable as exc:
+            self._send(HostDown(tracked, str(exc), during_launch=True))
+            return False
+        except ImagePullFailed as exc:
+            self._send(LaunchRefused(tracked, TerminationReason.IMAGE_PULL_FAILED, str(exc)))
+            return False
+        except (LaunchFailed, ExecutorError) as exc:
+            self._send(LaunchRefused(tracked, TerminationReason.LAUNCH_FAILED, str(exc)))
+            return False
+        tracked.execution_id = execution.execution_id
+        if tracked.deadline is None and spec.timeout_seconds:
+            tracked.deadline = time.time() + spec.timeout_seconds
+        self._send(Launched(tracked, execution.execution_id, execution.adopted))
+        return True
+
+    def _remove(self, tracked: Tracked, execution_id: str) -> None:
+        with contextlib.suppress(ExecutionNotFound):
+            self._pm.cleanup(tracked.host, execution_id)
+
+    def _watch(self, tracked: Tracked) -> None:
+        failures = 0
+        while not tracked.abandoned:
+            if tracked.deadline is not None and time.time() >= tracked.deadline and not tracked.stop_reason:
+                tracked.stop_reason = StopReason.TIMEOUT
+                log_event("timeout", job=tracked.pk, execution=tracked.execution_id, host=tracked.host.name)
+                self.stop(tracked)
+            slice_ = WAIT_SLICE_SECONDS
+            if tracked.deadline is not None and not tracked.stop_reason:
+                slice_ = min(slice_, max(0.05, tracked.deadline - time.time()))
+            try:
+                exited = self._pm.wait_for_exits(tracked.host, [tracked.execution_id], timeout=slice_)
+            except ExecutorError as exc:
+                failures = self._unreachable(tracked, exc, failures)
+                continue
+            if failures:
+                failures = 0
+                self._send(HostBack(tracked))
+            if exited:
+                self._harvest(tracked)
+                return
+
+    def _unreachable(self, tracked: Tracked, exc: ExecutorError, failures: int) -> int:
+        # A restarting engine kills what runs there: remember it, so the exit is not blamed on the job.
+        tracked.interrupted = True
+        if not failures:
+            self._send(HostDown(tracked, str(exc), during_launch=False))
+        time.sleep(RETRY_PAUSE_SECONDS[min(failures, len(RETRY_PAUSE_SECONDS) - 1)])
+        return failures + 1
+
+    def _harvest(self, tracked: Tracked) -> None:
+        host, eid = tracked.host, tracked.execution_id
+        failures = 0
+        while not tracked.abandoned:
+            try:
+                status = self._pm.check_status(host, eid)
+                if status.state is ExecutionState.NOT_FOUND:
+                    self._send(Vanished(tracked))
+                    return
+                logs: ExecutionLogs | None = None
+                usage: ResourceUsage | None = None
+                error = ""
+                try:
+                    logs = self._pm.get_logs(host, eid, timestamps=True)
+                    usage = self._pm.get_usage(host, eid)
+                except ExecutionNotFound as exc:
+                    error = str(exc)
+                self._send(Exited(tracked, status, logs, usage, error))
+                return
+            except ExecutorError as exc:
+                failures = self._unreachable(tracked, exc, failures)
+
+    def stop(self, tracked: Tracked) -> None:
+        """Stop the job's container: SIGTERM, then SIGKILL after the grace period."""
+        try:
+            self._pm.stop_job(tracked.host, tracked.execution_id, grace_seconds=self._grace)
+        except ExecutionNotFound:
+            pass  # Gone already: the wait notices and reports it.
+        except ExecutorError as exc:
+            log_event(
+                "stop_failed",
+                job=tracked.pk,
+                execution=tracked.execution_id,
+                host=tracked.host.name,
+                error=str(exc),
+            )
+
+    def remove(self, tracked: Tracked) -> None:
+        """Remove the job's container after its results are saved; a missing container is fine."""
+        try:
+            self._remove(tracked, tracked.execution_id)
+        except ExecutorError as exc:
+            # Reconciliation removes it later; the job's result is already safe.
+            log_event(
+                "cleanup_failed",
+                job=tracked.pk,
+                execution=tracked.execution_id,
+                host=tracked.host.name,
+                error=str(exc),
+            )

@@ -1,0 +1,92 @@
+"""What the worker knows about each job it owns, and the reports its executor threads send back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from container_manager.models import ContainerJob
+from container_manager.states import TerminationReason
+from container_manager_core.types import ExecutionLogs, ExecutionStatus, HostSpec, JobSpec, ResourceUsage
+
+
+class StopReason:
+    """Why the worker stopped a container; a stopped container's exit code is not the job's fault."""
+
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+
+
+@dataclass(eq=False)
+class Tracked:
+    """One owned job. The main thread writes the job row; its runner thread talks to the executor.
+
+    Fields written by one thread and read by the other are single attribute assignments, which are
+    atomic in CPython, so no lock is needed.
+    """
+
+    job: ContainerJob
+    host: HostSpec
+    host_pk: int
+    attempt: int
+    pinned: bool
+    spec: JobSpec | None = None  # Set when the runner must launch (or adopt) the container.
+    previous_execution: str = ""  # A retried job's old container, removed before relaunching.
+    execution_id: str = ""
+    deadline: float | None = None  # Unix time after which the container is stopped as timed out.
+    stop_reason: str = ""
+    interrupted: bool = False  # The engine was unreachable while the container ran.
+    abandoned: bool = False  # Another worker or a person moved the job: stop acting on it.
+    reported_down: bool = field(default=False, repr=False)
+
+    @property
+    def pk(self) -> str:
+        return str(self.job.pk)
+
+
+@dataclass(frozen=True)
+class Launched:
+    tracked: Tracked
+    execution_id: str
+    adopted: bool
+
+
+@dataclass(frozen=True)
+class LaunchRefused:
+    """The engine or the policy refused the job: failed, never retried blindly."""
+
+    tracked: Tracked
+    reason: TerminationReason
+    error: str
+
+
+@dataclass(frozen=True)
+class HostDown:
+    """The host's engine could not be reached; ``during_launch`` releases the job."""
+
+    tracked: Tracked
+    error: str
+    during_launch: bool
+
+
+@dataclass(frozen=True)
+class HostBack:
+    tracked: Tracked
+
+
+@dataclass(frozen=True)
+class Exited:
+    tracked: Tracked
+    status: ExecutionStatus
+    logs: ExecutionLogs | None
+    usage: ResourceUsage | None
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Vanished:
+    """The container is gone before it could be harvested."""
+
+    tracked: Tracked
+
+
+Report = Launched | LaunchRefused | HostDown | HostBack | Exited | Vanished

@@ -1,0 +1,467 @@
+"""The worker loop: claim -> launch -> track -> harvest -> clean up, with leases and crash recovery."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import random
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from types import FrameType
+from typing import Any
+
+from django.db import DatabaseError, close_old_connections, connection
+from django.utils import timezone
+
+from container_manager.conf import AppSettings, app_settings
+from container_manager.exceptions import InvalidStateTransition
+from container_manager.executors.registry import get_plugin_manager
+from container_manager.models import ContainerJob
+from container_manager.states import ACTIVE_STATUSES, FINISHED_STATUSES, JobStatus, TerminationReason
+from container_manager.worker import claims, hosts, outcome
+from container_manager.worker.logevents import log_event
+from container_manager.worker.reconcile import Reconciler
+from container_manager.worker.runner import Runner
+from container_manager.worker.tracking import (
+    Exited,
+    HostBack,
+    HostDown,
+    Launched,
+    LaunchRefused,
+    Report,
+    StopReason,
+    Tracked,
+    Vanished,
+)
+from container_manager_core.plugins import PluginManager
+
+# Longest pause after a database error before trying again (PostgreSQL restarts take seconds).
+DB_RETRY_MAX_SECONDS = 5.0
+
+
+def default_worker_id() -> str:
+    """Return an id unique to this process: host name, pid and a random suffix."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Every:
+    """A cadence: ``due()`` is true once per ``interval`` seconds (and at once when first asked)."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.next_at = 0.0
+
+    def due(self, now: float) -> bool:
+        if now < self.next_at:
+            return False
+        self.next_at = now + self.interval
+        return True
+
+    def soon(self) -> None:
+        self.next_at = 0.0
+
+
+class Worker:
+    """Run jobs from the database queue until told to stop (or, with ``once``, until the queue is empty)."""
+
+    def __init__(
+        self,
+        *,
+        worker_id: str | None = None,
+        concurrency: int = 4,
+        max_jobs: int | None = None,
+        once: bool = False,
+        host_names: Sequence[str] = (),
+        poll_interval: float | None = None,
+        manager: PluginManager | None = None,
+        settings: AppSettings | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"Concurrency must be at least 1, got {concurrency!r}.")
+        self.settings = settings or app_settings()
+        self.worker_id = worker_id or default_worker_id()
+        self.concurrency = concurrency
+        self.max_jobs = max_jobs
+        self.once = once
+        self.host_names = tuple(host_names)
+        self.poll_interval = poll_interval or self.settings.POLL_INTERVAL
+        self.manager = manager or get_plugin_manager()
+        self.tracked: dict[str, Tracked] = {}
+        self.claimed_total = 0
+        self.finished_total = 0
+        self._reports: queue.SimpleQueue[Report] = queue.SimpleQueue()
+        self._pending: deque[Report] = deque()
+        self._wake = threading.Event()
+        self._stop_requested = False
+        self._signals = 0
+        self._grace_deadline: float | None = None
+        self._rng = random.Random()  # noqa: S311 - host weighting, not security
+        self._runner = Runner(
+            self.manager,
+            self._reports,
+            limits=self.settings.policy_limits(),
+            stop_grace_seconds=self.settings.STOP_GRACE_SECONDS,
+            wake=self._wake.set,
+        )
+        self._reconciler = Reconciler(self.manager, worker_id=self.worker_id, settings=self.settings)
+        self._claim_cadence = Every(self.poll_interval)
+        self._cancel_cadence = Every(self.poll_interval)
+        self._lease_cadence = Every(self.settings.LEASE_SECONDS / 3)
+        self._health_cadence = Every(self.settings.HEALTH_CHECK_INTERVAL)
+        self._reconcile_cadence = Every(self.settings.RECONCILE_INTERVAL)
+        self._queue_empty = False
+
+    # Lifecycle ------------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Stop claiming and finish tracking what runs, for up to SHUTDOWN_GRACE_SECONDS."""
+        if not self._stop_requested:
+            self._stop_requested = True
+            self._grace_deadline = time.monotonic() + self.settings.SHUTDOWN_GRACE_SECONDS
+            log_event("shutdown_requested", worker=self.worker_id, running=len(self.tracked))
+        self._wake.set()
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            # If the user tried to terminate twice, let them: leases and reconciliation recover the rest.
+            log_event("shutdown_forced", worker=self.worker_id, signal=signal.Signals(signum).name)
+            raise SystemExit(128 + signum)
+        self.request_stop()
+
+    def _install_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous: dict[int, Any] = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, self._on_signal)
+        return previous
+
+    def run(self) -> int:
+        """Run until stopped; return how many jobs reached a finished state here."""
+        previous = self._install_signals()
+        log_event(
+            "worker_started",
+            worker=self.worker_id,
+            concurrency=self.concurrency,
+            hosts=",".join(self.host_names) or "*",
+        )
+        try:
+            self._loop()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        left = len(self.tracked)
+        log_event("worker_stopped", worker=self.worker_id, finished=self.finished_total, left_running=left)
+        return self.finished_total
+
+    def _loop(self) -> None:
+        failures = 0
+        while not self._should_exit():
+            try:
+                self._step()
+                failures = 0
+            except DatabaseError as exc:
+                # The database went away (restart, failover): drop the connection and come back later.
+                failures += 1
+                pause = min(DB_RETRY_MAX_SECONDS, 0.25 * 2**failures)
+                log_event(
+                    "database_error",
+                    worker=self.worker_id,
+                    error=str(exc).strip(),
+                    retry_in=pause,
+                    level=logging.WARNING,
+                )
+                self._close_connection()
+                self._wake.wait(pause)
+                continue
+            self._wake.wait(self._idle_timeout())
+            self._wake.clear()
+
+    @staticmethod
+    def _close_connection() -> None:
+        with contextlib.suppress(DatabaseError):
+            connection.close()
+
+    def _should_exit(self) -> bool:
+        if self._stop_requested:
+            if not self.tracked and not self._pending:
+                return True
+            if self._grace_deadline is not None and time.monotonic() >= self._grace_deadline:
+                log_event(
+                    "grace_expired",
+                    worker=self.worker_id,
+                    left_running=len(self.tracked),
+                    level=logging.WARNING,
+                )
+                return True
+            return False
+        if self.max_jobs is not None and self.claimed_total >= self.max_jobs:
+            return not self.tracked and not self._pending
+        return self.once and self._queue_empty and not self.tracked and not self._pending
+
+    def _idle_timeout(self) -> float:
+        now = time.monotonic()
+        cadences = [self._cancel_cadence, self._lease_cadence, self._health_cadence, self._reconcile_cadence]
+        if self._can_claim():
+            cadences.append(self._claim_cadence)
+        return max(0.0, min(c.next_at for c in cadences) - now)
+
+    # One turn of the loop -------------------------------------------------------------------------
+
+    def _step(self) -> None:
+        close_old_connections()
+        now = time.monotonic()
+        if self._reconcile_cadence.due(now):
+            self._reconcile()
+        if self._health_cadence.due(now):
+            hosts.check_health(self.host_names)
+        self._apply_reports()
+        if self._lease_cadence.due(now):
+            self._renew_leases()
+        if self._cancel_cadence.due(now):
+            self._check_cancels()
+        if self._can_claim() and self._claim_cadence.due(now):
+            self._claim()
+
+    def _can_claim(self) -> bool:
+        if self._stop_requested or len(self.tracked) >= self.concurrency:
+            return False
+        return self.max_jobs is None or self.claimed_total < self.max_jobs
+
+    def _claim(self) -> None:
+        limit = self.concurrency - len(self.tracked)
+        if self.max_jobs is not None:
+            limit = min(limit, self.max_jobs - self.claimed_total)
+        won = claims.claim_jobs(
+            worker_id=self.worker_id,
+            limit=limit,
+            host_names=self.host_names,
+            default_executor_type=self.settings.DEFAULT_EXECUTOR_TYPE,
+            lease_seconds=self.settings.LEASE_SECONDS,
+            rng=self._rng,
+        )
+        self._queue_empty = len(won) < limit
+        if not self._queue_empty:
+            self._claim_cadence.soon()  # There may be more: claim again as soon as a slot frees.
+        for claim in won:
+            job = claim.job
+            host = job.docker_host
+            if host is None:  # A claim always places the job; this only satisfies the type checker.
+                continue
+            self.claimed_total += 1
+            tracked = Tracked(
+                job=job,
+                host=host.to_spec(),
+                host_pk=host.pk,
+                attempt=job.attempt,
+                pinned=claim.pinned,
+                previous_execution=job.execution_id,
+            )
+            log_event("claimed", job=job.pk, host=host.name, attempt=job.attempt, worker=self.worker_id)
+            try:
+                tracked.spec = job.to_spec()
+            except (ValueError, TypeError) as exc:
+                self._fail_launch(
+                    tracked, TerminationReason.LAUNCH_FAILED, f"The job cannot be turned into a spec: {exc}"
+                )
+                continue
+            self._follow(tracked)
+
+    def _follow(self, tracked: Tracked) -> None:
+        self.tracked[tracked.pk] = tracked
+        self._runner.start(tracked)
+
+    def _reconcile(self) -> None:
+        served = list(hosts.active_hosts(self.host_names))
+        for tracked in self._reconciler.run(served, set(self.tracked)):
+            self._follow(tracked)
+
+    def _renew_leases(self) -> None:
+        lost = claims.renew_leases(self.worker_id, list(self.tracked), self.settings.LEASE_SECONDS)
+        for pk in lost:
+            self._abandon(pk, "lease lost: another worker took the job over")
+
+    def _check_cancels(self) -> None:
+        running = [t.pk for t in self.tracked.values() if t.execution_id and not t.stop_reason]
+        if not running:
+            return
+        wanted = ContainerJob.objects.filter(pk__in=running, cancel_requested_at__isnull=False)
+        for pk in wanted.values_list("pk", flat=True):
+            tracked = self.tracked[str(pk)]
+            tracked.stop_reason = StopReason.CANCELLED
+            log_event("cancelling", job=pk, execution=tracked.execution_id, host=tracked.host.name)
+            self._in_background(self._runner.stop, tracked)
+
+    @staticmethod
+    def _in_background(func: Callable[[Tracked], None], tracked: Tracked) -> None:
+        threading.Thread(
+            target=func, args=(tracked,), name=f"{func.__name__}-{tracked.pk}", daemon=True
+        ).start()
+
+    def _abandon(self, pk: str, why: str) -> None:
+        tracked = self.tracked.pop(pk, None)
+        if tracked is not None:
+            tracked.abandoned = True
+            log_event("abandoned", job=pk, execution=tracked.execution_id, host=tracked.host.name, why=why)
+
+    # Reports from runner threads ------------------------------------------------------------------
+
+    def _apply_reports(self) -> None:
+        while True:
+            try:
+                self._pending.append(self._reports.get_nowait())
+            except queue.Empty:
+                break
+        while self._pending:
+            report = self._pending[0]
+            if report.tracked.pk in self.tracked and not report.tracked.abandoned:
+                self._apply(report)
+            # Only drop a report once applied: a database error above leaves it for the next turn.
+            self._pending.popleft()
+
+    def _apply(self, report: Report) -> None:
+        tracked = report.tracked
+        match report:
+            case Launched():
+                self._record_running(tracked, report)
+            case LaunchRefused():
+                self._fail_launch(tracked, report.reason, report.error)
+            case HostDown():
+                hosts.mark_unreachable(tracked.host_pk, report.error)
+                if report.during_launch:
+                    self._release(tracked, report.error)
+                else:
+                    tracked.job.append_event(f"Host {tracked.host.name} unreachable: {report.error}")
+            case HostBack():
+                self._health_cadence.soon()
+            case Exited():
+                self._record_exit(tracked, report)
+            case Vanished():
+                self._finish(
+                    tracked,
+                    TerminationReason.HOST_LOST,
+                    error="The container vanished before it was harvested.",
+                )
+
+    def _record_running(self, tracked: Tracked, report: Launched) -> None:
+        job = tracked.job
+        changes: dict[str, Any] = {"execution_id": report.execution_id}
+        if job.started_at is None or job.status == JobStatus.LAUNCHING:
+            changes["started_at"] = timezone.now()
+        try:
+            job._transition(JobStatus.RUNNING, worker_id=self.worker_id, attempt=tracked.attempt, **changes)
+        except InvalidStateTransition:
+            if self._saved_already(tracked) == JobStatus.RUNNING:
+                job.status = JobStatus.RUNNING
+            else:
+                self._lost_after_launch(tracked)
+                return
+        log_event(
+            "running",
+            job=job.pk,
+            execution=report.execution_id,
+            host=tracked.host.name,
+            adopted=report.adopted,
+        )
+
+    def _saved_already(self, tracked: Tracked) -> str | None:
+        """Return the job's status if this worker's attempt still owns it (our write may have landed
+        although the database reported an error, e.g. a commit reply lost in a restart)."""
+        return (
+            ContainerJob.objects.filter(pk=tracked.pk, worker_id=self.worker_id, attempt=tracked.attempt)
+            .values_list("status", flat=True)
+            .first()
+        )
+
+    def _lost_after_launch(self, tracked: Tracked) -> None:
+        status = ContainerJob.objects.filter(pk=tracked.pk).values_list("status", flat=True).first()
+        self._abandon(tracked.pk, "the job moved on while it was launching")
+        if status in FINISHED_STATUSES:
+            # Cancelled meanwhile: nobody else will ever want this container.
+            def stop_and_remove(t: Tracked) -> None:
+                self._runner.stop(t)
+                self._runner.remove(t)
+
+            self._in_background(stop_and_remove, tracked)
+
+    def _release(self, tracked: Tracked, error: str) -> None:
+        # The engine could not be reached: not the job's fault, so no retry is used up.
+        changes: dict[str, Any] = {"lease_expires_at": None, "last_error": error}
+        if not tracked.pinned:
+            changes["docker_host"] = None  # Let the next claim choose a healthy host.
+        try:
+            tracked.job._transition(
+                JobStatus.PENDING, worker_id=self.worker_id, attempt=tracked.attempt, **changes
+            )
+            log_event("released", job=tracked.pk, host=tracked.host.name, error=error)
+        except InvalidStateTransition:
+            pass
+        self._abandon(tracked.pk, "released")
+
+    def _fail_launch(self, tracked: Tracked, reason: TerminationReason, error: str) -> None:
+        log_event(
+            "launch_failed",
+            job=tracked.pk,
+            host=tracked.host.name,
+            reason=reason,
+            error=error,
+            level=logging.WARNING,
+        )
+        self._finish(tracked, reason, error=error)
+
+    def _record_exit(self, tracked: Tracked, report: Exited) -> None:
+        reason = outcome.termination_reason(report.status, tracked.stop_reason)
+        fields = outcome.harvest_fields(report.status, report.logs, report.usage)
+        fields["stop_reason"] = tracked.stop_reason
+        self._finish(tracked, reason, fields=fields, error=report.error, interrupted=tracked.interrupted)
+
+    def _finish(
+        self,
+        tracked: Tracked,
+        reason: TerminationReason,
+        *,
+        fields: dict[str, Any] | None = None,
+        error: str = "",
+        interrupted: bool = False,
+    ) -> None:
+        try:
+            status = outcome.finish(
+                tracked.job,
+                reason,
+                worker_id=self.worker_id,
+                attempt=tracked.attempt,
+                interrupted=interrupted,
+                settings=self.settings,
+                now=timezone.now(),
+                fields=fields,
+                error=error,
+            )
+        except InvalidStateTransition:
+            saved = self._saved_already(tracked)
+            if saved is None or saved in ACTIVE_STATUSES:
+                self._abandon(tracked.pk, "the job moved on before its result was saved")
+                return
+            status = JobStatus(saved)
+        self.tracked.pop(tracked.pk, None)
+        if status in FINISHED_STATUSES:
+            self.finished_total += 1
+        log_event(
+            "finished" if status in FINISHED_STATUSES else "retrying",
+            job=tracked.pk,
+            execution=tracked.execution_id,
+            host=tracked.host.name,
+            status=status,
+            reason=tracked.job.termination_reason,
+            exit_code=tracked.job.exit_code,
+        )
+        self._claim_cadence.soon()  # A slot is free.
+        if tracked.execution_id and self.settings.CLEANUP_AFTER_HARVEST:
+            self._in_background(self._runner.remove, tracked)

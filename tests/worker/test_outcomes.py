@@ -1,0 +1,180 @@
+"""call_command("process_container_jobs", once=True) runs jobs to the right status and reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from mock_executor.plugin import MockExecutor
+
+from container_manager.models import ContainerJob, ExecutorHost
+from container_manager.states import JobStatus, TerminationReason
+from container_manager.worker.outcome import termination_reason
+from container_manager_core.types import ExecutionState, ExecutionStatus
+from tests.worker.conftest import make_job
+
+pytestmark = pytest.mark.django_db
+
+
+def run_once(**options: Any) -> None:
+    call_command("process_container_jobs", once=True, **options)
+
+
+def test_a_successful_job_keeps_raw_and_clean_logs_json_and_usage(
+    host: ExecutorHost, fast_worker: MockExecutor
+):
+    job = make_job(
+        host,
+        env={
+            "MOCK_STDOUT": '{"answer": 42}',
+            "MOCK_STDERR": "a warning",
+            "MOCK_PEAK_MEMORY_BYTES": 12345,
+            "MOCK_CPU_PERCENT": 7.5,
+        },
+    )
+    run_once()
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED
+    assert job.termination_reason == TerminationReason.COMPLETED
+    assert job.exit_code == 0
+    assert job.stdout_log.endswith('Z {"answer": 42}\n')  # raw, with the engine's timestamp
+    assert job.clean_output == '{"answer": 42}\n'
+    assert job.parsed_output == {"answer": 42}
+    assert "a warning" in job.stderr_log
+    assert (job.max_memory_usage, job.cpu_usage_percent) == (12345, 7.5)
+    assert job.execution_id.startswith("mock-")
+    assert job.started_at is not None and job.completed_at is not None and job.started_at <= job.completed_at
+    assert job.attempt == 1
+    assert job.lease_expires_at is None
+    # CLEANUP_AFTER_HARVEST: the container is removed once the result is saved.
+    assert fast_worker.status(host.to_spec(), job.execution_id).state is ExecutionState.NOT_FOUND
+
+
+def test_plain_text_output_is_not_parsed(host: ExecutorHost):
+    job = make_job(host, env={"MOCK_STDOUT": "hello"})
+    run_once()
+    job.refresh_from_db()
+    assert job.clean_output == "hello\n"
+    assert job.parsed_output is None
+
+
+@pytest.mark.parametrize(
+    ("env", "reason", "code"),
+    [
+        ({"MOCK_EXIT_CODE": 3, "MOCK_STDERR": "boom"}, TerminationReason.NON_ZERO_EXIT, 3),
+        ({"MOCK_OOM": "1"}, TerminationReason.OOM_KILLED, 137),
+        # 137 that the worker did not cause is the OOM killer even when the engine did not flag it.
+        ({"MOCK_EXIT_CODE": 137}, TerminationReason.OOM_KILLED, 137),
+    ],
+)
+def test_failures_record_the_reason_and_exit_code(
+    host: ExecutorHost, env: dict[str, Any], reason: str, code: int
+):
+    job = make_job(host, env=env)
+    run_once()
+    job.refresh_from_db()
+    assert (job.status, job.termination_reason, job.exit_code) == (JobStatus.FAILED, reason, code)
+
+
+@pytest.mark.parametrize(
+    ("env", "reason", "message"),
+    [
+        (
+            {"MOCK_LAUNCH_ERROR": "no such network: backend"},
+            TerminationReason.LAUNCH_FAILED,
+            "no such network",
+        ),
+        (
+            {"MOCK_IMAGE_PULL_ERROR": "manifest unknown"},
+            TerminationReason.IMAGE_PULL_FAILED,
+            "manifest unknown",
+        ),
+    ],
+)
+def test_launch_failures_keep_the_real_error_and_are_not_retried(
+    host: ExecutorHost, fast_worker: MockExecutor, env: dict[str, str], reason: str, message: str
+):
+    job = make_job(host, env=env, max_retries=3)
+    run_once()
+    job.refresh_from_db()
+    assert (job.status, job.termination_reason, job.retry_count) == (JobStatus.FAILED, reason, 0)
+    assert message in job.last_error
+    assert job.attempt == 1
+
+
+def test_policy_violation_at_launch_fails_the_job_and_is_never_retried(
+    host: ExecutorHost, fast_worker: MockExecutor
+):
+    job = make_job(host, max_retries=3)
+    # Limits tightened after the job was queued: the launch-time policy check refuses it.
+    ContainerJob.objects.filter(pk=job.pk).update(memory_limit=1_000_000)
+    run_once()
+    job.refresh_from_db()
+    assert (job.status, job.termination_reason, job.retry_count) == (
+        JobStatus.FAILED,
+        TerminationReason.LAUNCH_FAILED,
+        0,
+    )
+    assert "policy" in job.last_error
+    assert fast_worker.launch_count == 0
+
+
+def test_priority_then_age_decides_the_order(host: ExecutorHost):
+    low = make_job(host, name="low")
+    high = make_job(host, name="high", priority=5)
+    older_low = ContainerJob.objects.get(pk=low.pk)
+    run_once(concurrency=1)
+    high.refresh_from_db()
+    older_low.refresh_from_db()
+    assert high.started_at is not None and older_low.started_at is not None
+    assert high.started_at < older_low.started_at
+
+
+def test_scheduled_jobs_wait_for_their_time(host: ExecutorHost):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    later = make_job(host, scheduled_for=timezone.now() + timedelta(hours=1))
+    now = make_job(host, scheduled_for=timezone.now() - timedelta(seconds=1))
+    run_once()
+    later.refresh_from_db()
+    now.refresh_from_db()
+    assert later.status == JobStatus.PENDING
+    assert now.status == JobStatus.COMPLETED
+
+
+def test_max_jobs_stops_after_that_many(host: ExecutorHost):
+    jobs = [make_job(host) for _ in range(3)]
+    call_command("process_container_jobs", max_jobs=2, concurrency=1)
+    statuses = sorted(
+        ContainerJob.objects.filter(pk__in=[j.pk for j in jobs]).values_list("status", flat=True)
+    )
+    assert statuses == [JobStatus.COMPLETED, JobStatus.COMPLETED, JobStatus.PENDING]
+
+
+@pytest.mark.parametrize(
+    ("status", "stop_reason", "expected"),
+    [
+        (ExecutionStatus(ExecutionState.EXITED, exit_code=137), "timeout", TerminationReason.TIMEOUT),
+        (
+            ExecutionStatus(ExecutionState.EXITED, exit_code=137, oom_killed=True),
+            "timeout",
+            TerminationReason.TIMEOUT,
+        ),
+        (ExecutionStatus(ExecutionState.EXITED, exit_code=137), "cancelled", TerminationReason.CANCELLED),
+        (ExecutionStatus(ExecutionState.EXITED, exit_code=137), "", TerminationReason.OOM_KILLED),
+        (
+            ExecutionStatus(ExecutionState.EXITED, exit_code=1, oom_killed=True),
+            "",
+            TerminationReason.OOM_KILLED,
+        ),
+        (ExecutionStatus(ExecutionState.EXITED, exit_code=143), "", TerminationReason.NON_ZERO_EXIT),
+        (ExecutionStatus(ExecutionState.EXITED, exit_code=0), "", TerminationReason.COMPLETED),
+    ],
+)
+def test_a_container_the_worker_stopped_is_never_an_oom(
+    status: ExecutionStatus, stop_reason: str, expected: str
+):
+    assert termination_reason(status, stop_reason) == expected
