@@ -1,0 +1,146 @@
+"""Open and cache one docker-py client per host and connection settings."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import docker
+import docker.constants
+import docker.tls
+import docker.utils
+
+from container_manager_core.errors import ExecutorError
+from container_manager_core.types import HostSpec, TlsSettings
+
+DEFAULT_BASE_URL = "unix:///var/run/docker.sock"
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_HEALTH_TIMEOUT = 5.0
+
+
+@attrs.frozen
+class ConnectionKey:
+    """Everything that makes two connections different; a changed setting means a new client."""
+
+    host_name: str
+    purpose: str  # "calls" or "health": health checks get their own short-timeout client.
+    base_url: str
+    tls: TlsSettings | None
+    timeout: int
+    api_version: str | None
+
+
+def config_seconds(config: Mapping[str, Any], key: str, default: float) -> int:
+    """Return a positive whole number of seconds from host config (docker-py wants an int)."""
+    value = config.get(key, default)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ExecutorError(f"Host config {key!r} must be a positive number of seconds, got {value!r}.")
+    return max(1, math.ceil(value))
+
+
+def base_url(host: HostSpec) -> str:
+    """Return the engine address, refusing schemes this plugin does not connect to safely."""
+    url = host.connection_string or DEFAULT_BASE_URL
+    if url.startswith("unix://"):
+        return url
+    if url.startswith("tcp://"):
+        # An engine API on TCP without TLS is root on that machine for anyone who can reach the port;
+        # like the policy, allow it only when the host config opts in explicitly.
+        if host.tls is None and host.config.get("allow_insecure_tcp") is not True:
+            raise ExecutorError(
+                f"Host {host.name!r} connects to {url!r} without TLS; set TLS client settings "
+                "(ca_cert, client_cert, client_key), or allow_insecure_tcp for a truly private network."
+            )
+        return url
+    raise ExecutorError(
+        f"Host {host.name!r} has connection string {url!r}; use unix:///path/to/docker.sock or tcp://host:port."
+    )
+
+
+def connection_key(host: HostSpec, purpose: str, timeout: int) -> ConnectionKey:
+    """Return the cache key for ``host`` used for ``purpose`` with ``timeout`` seconds per call."""
+    pinned = host.config.get("api_version")
+    return ConnectionKey(
+        host.name, purpose, base_url(host), host.tls, timeout, None if pinned is None else str(pinned)
+    )
+
+
+def tls_config(tls: TlsSettings) -> docker.tls.TLSConfig:
+    """Translate the host's TLS settings into docker-py's."""
+    client_cert = None
+    if tls.client_cert is not None and tls.client_key is not None:
+        client_cert = (tls.client_cert, tls.client_key)
+    return docker.tls.TLSConfig(client_cert=client_cert, ca_cert=tls.ca_cert, verify=tls.verify)
+
+
+def open_client(key: ConnectionKey) -> docker.DockerClient:
+    """Connect to the engine with an explicit API version and environment-proof TLS."""
+    tls: docker.tls.TLSConfig | bool = False if key.tls is None else tls_config(key.tls)
+    version = key.api_version or _negotiate_version(key, tls)
+    # An explicit version means docker-py makes no request in the constructor, so trust_env is off
+    # before the first byte is sent (REQUESTS_CA_BUNDLE would otherwise replace our CA: docker-py #2433).
+    client = docker.DockerClient(base_url=key.base_url, version=version, timeout=key.timeout, tls=tls)
+    client.api.trust_env = False
+    return client
+
+
+def _negotiate_version(key: ConnectionKey, tls: docker.tls.TLSConfig | bool) -> str:
+    # docker-py's version="auto" asks the engine inside the constructor, before trust_env can be
+    # turned off; ask with a throwaway client that is environment-proof from the start instead.
+    probe = docker.APIClient(
+        base_url=key.base_url,
+        version=docker.constants.MINIMUM_DOCKER_API_VERSION,
+        timeout=key.timeout,
+        tls=tls,
+    )
+    probe.trust_env = False
+    try:
+        server = str(probe.version(api_version=False)["ApiVersion"])
+    finally:
+        probe.close()
+    newest = docker.constants.DEFAULT_DOCKER_API_VERSION
+    return server if docker.utils.version_lt(server, newest) else newest
+
+
+class ClientCache:
+    """Thread-safe cache of connected clients, one per :class:`ConnectionKey`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._clients: dict[ConnectionKey, docker.DockerClient] = {}
+
+    def get(self, key: ConnectionKey) -> docker.DockerClient:
+        """Return the cached client for ``key``, connecting on first use."""
+        with self._lock:
+            client = self._clients.get(key)
+        if client is not None:
+            return client
+        # Connect outside the lock: an unreachable host must not stall calls to every other host.
+        fresh = open_client(key)
+        stale: list[docker.DockerClient] = []
+        with self._lock:
+            winner = self._clients.setdefault(key, fresh)
+            if winner is fresh:
+                # Settings of this host changed (new cert, new timeout): drop the old connections.
+                for other in list(self._clients):
+                    if other.host_name == key.host_name and other.purpose == key.purpose and other != key:
+                        stale.append(self._clients.pop(other))
+        for client in stale if winner is fresh else [fresh]:
+            client.close()
+        return winner
+
+    def close(self) -> None:
+        """Close every cached client."""
+        with self._lock:
+            clients = list(self._clients.values())
+            self._clients.clear()
+        for client in clients:
+            client.close()

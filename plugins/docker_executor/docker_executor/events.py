@@ -1,0 +1,62 @@
+"""Read the engine's event log with a hard timeout.
+
+docker-py's ``events()`` sends its request with ``timeout=None``, so a wedged engine would block the
+caller forever. These helpers issue the same request through the client's session with a bounded
+``until`` (the engine closes the stream there) and a read timeout on top.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import docker
+import requests
+
+from docker_executor.engine_errors import api_url, raise_for_engine_status
+
+# Extra seconds on top of the stream's own length before a silent engine counts as wedged.
+READ_SLACK = 5.0
+
+
+def _timestamp(seconds: float) -> str:
+    # The engine parses "seconds.nanoseconds"; whole seconds would miss events in the last second.
+    return f"{seconds:.9f}"
+
+
+@contextlib.contextmanager
+def open_events(
+    api: docker.APIClient,
+    *,
+    filters: Mapping[str, Sequence[str]],
+    until: float,
+    since: float | None = None,
+    timeout: float,
+) -> Iterator[Iterator[dict[str, Any]]]:
+    """Subscribe to engine events matching ``filters`` up to ``until`` (Unix time) and yield them.
+
+    The subscription exists once this context is entered (the engine flushes headers at once), so
+    callers can check current state afterwards without missing an event in between.
+    """
+    params = {"filters": json.dumps({k: list(v) for k, v in filters.items()}), "until": _timestamp(until)}
+    if since is not None:
+        params["since"] = _timestamp(since)
+    url = api_url(api, "/events")
+    read_timeout = max(0.0, until - time.time()) + timeout + READ_SLACK
+    response = api.get(url, params=params, stream=True, timeout=(timeout, read_timeout))
+    try:
+        raise_for_engine_status(response)
+        yield _decode_lines(response)
+    finally:
+        response.close()
+
+
+def _decode_lines(response: requests.Response) -> Iterator[dict[str, Any]]:
+    for line in response.iter_lines(chunk_size=None):
+        if line:
+            event = json.loads(line)
+            if isinstance(event, dict):
+                yield event

@@ -1,0 +1,112 @@
+"""Read a container's stdout and stderr separately, streaming each into a head-and-tail cap.
+
+docker-py's ``logs(stream=True)`` turns the socket timeout off ("for long running processes"), so a
+stalled engine would hang the reader forever, and its stream's ``close()`` leaves the socket open
+once the body is read. The same endpoint is read here through the session, with a read timeout.
+"""
+
+from __future__ import annotations
+
+import struct
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
+
+import docker
+
+from container_manager_core.errors import ExecutorError
+from container_manager_core.logtext import HeadTailBuffer, render_capped
+from container_manager_core.types import ExecutionLogs
+from docker_executor.engine_errors import api_url, raise_for_engine_status
+
+DEFAULT_LOG_CAP_BYTES = 1024 * 1024
+# Non-TTY log bodies are framed: stream id (1 stdout, 2 stderr), three zero bytes, big-endian length.
+FRAME_HEADER = struct.Struct(">BxxxL")
+STDOUT_ID, STDERR_ID = 1, 2
+# Large frames are read in pieces so memory stays near the cap whatever the engine sends.
+_PIECE = 64 * 1024
+
+
+class _Readable(Protocol):
+    def read(self, amt: int) -> bytes: ...
+
+
+def log_cap(config: Mapping[str, Any]) -> int:
+    """Return the per-stream byte cap from host config."""
+    value = config.get("log_cap_bytes", DEFAULT_LOG_CAP_BYTES)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ExecutorError(f"Host config 'log_cap_bytes' must be a whole number of bytes, got {value!r}.")
+    return value
+
+
+def _read_exact(raw: _Readable, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        piece = raw.read(size - len(data))
+        if not piece:
+            break
+        data += piece
+    return data
+
+
+def frame_payloads(raw: _Readable, expected_stream: int) -> Iterator[bytes]:
+    """Yield the payload pieces of a framed log body, refusing frames of another stream."""
+    while True:
+        header = _read_exact(raw, FRAME_HEADER.size)
+        if len(header) < FRAME_HEADER.size:
+            return
+        stream_id, length = FRAME_HEADER.unpack(header)
+        if stream_id != expected_stream:
+            raise ExecutorError(
+                f"The engine sent log stream {stream_id!r} when only {expected_stream!r} was asked for."
+            )
+        while length > 0:
+            piece = raw.read(min(length, _PIECE))
+            if not piece:
+                return
+            length -= len(piece)
+            yield piece
+
+
+def read_stream(
+    api: docker.APIClient, container_id: str, *, stdout: bool, timestamps: bool, limit: int, timeout: float
+) -> tuple[str, int]:
+    """Return one stream's capped text and the number of bytes the cap dropped.
+
+    Asking the engine for one stream at a time keeps them apart exactly (no guessing from the
+    words), and streaming into the buffer keeps memory at ``limit`` however much the job wrote.
+    """
+    params: dict[str, int | str] = {
+        "stdout": int(stdout),
+        "stderr": int(not stdout),
+        "timestamps": int(timestamps),
+        "follow": 0,  # never wait for more output from a running job
+        "tail": "all",
+    }
+    url = api_url(api, f"/containers/{urllib.parse.quote(container_id, safe='')}/logs")
+    buffer = HeadTailBuffer(limit)
+    with api.get(url, params=params, stream=True, timeout=(timeout, timeout)) as response:
+        raise_for_engine_status(response)
+        for piece in frame_payloads(response.raw, STDOUT_ID if stdout else STDERR_ID):
+            buffer.feed(piece)
+    kept, dropped = buffer.result()
+    return render_capped(kept, dropped, limit), dropped
+
+
+def read_logs(
+    api: docker.APIClient, container_id: str, *, timestamps: bool, limit: int, timeout: float
+) -> ExecutionLogs:
+    """Return both streams of a container, each capped at ``limit`` bytes."""
+    stdout, stdout_dropped = read_stream(
+        api, container_id, stdout=True, timestamps=timestamps, limit=limit, timeout=timeout
+    )
+    stderr, stderr_dropped = read_stream(
+        api, container_id, stdout=False, timestamps=timestamps, limit=limit, timeout=timeout
+    )
+    return ExecutionLogs(
+        stdout=stdout,
+        stderr=stderr,
+        timestamps=timestamps,
+        stdout_dropped_bytes=stdout_dropped,
+        stderr_dropped_bytes=stderr_dropped,
+    )

@@ -1,0 +1,52 @@
+"""Container names and labels that tie an engine container to a job and to this manager."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+
+from container_manager_core.types import HostSpec, JobSpec
+
+MANAGED_LABEL = "container_manager.managed"
+JOB_ID_LABEL = "container_manager.job_id"
+HOST_LABEL = "container_manager.host"
+
+NAME_PREFIX = "cm-job-"
+# Docker's own rule for container names; anything else is refused by the engine.
+_VALID_NAME = re.compile(r"^[a-zA-Z0-9_.-]+$")
+_INVALID_CHARS = re.compile(r"[^a-zA-Z0-9_.-]")
+_MAX_ID_CHARS = 120
+
+
+def container_name(job_id: str) -> str:
+    """Return the deterministic container name for ``job_id``.
+
+    The name is what makes a second launch of the same job collide (409) instead of starting a twin,
+    so it must be a pure function of the job id. Ids Docker cannot use verbatim are sanitised and
+    suffixed with a hash of the original, so two different ids never share a name.
+    """
+    if _VALID_NAME.match(job_id) and len(job_id) <= _MAX_ID_CHARS:
+        return NAME_PREFIX + job_id
+    digest = hashlib.sha256(job_id.encode("utf-8")).hexdigest()[:16]
+    readable = _INVALID_CHARS.sub("_", job_id)[:_MAX_ID_CHARS]
+    return f"{NAME_PREFIX}{readable}-{digest}"
+
+
+def container_labels(host: HostSpec, job: JobSpec) -> dict[str, str]:
+    """Return the job's labels plus the manager's own, which a job cannot override."""
+    labels = dict(job.labels)
+    labels.update(manager_labels(host, job.job_id))
+    return labels
+
+
+def manager_labels(host: HostSpec, job_id: str) -> dict[str, str]:
+    """Return the labels by which this manager recognises its containers."""
+    return {MANAGED_LABEL: "true", JOB_ID_LABEL: job_id, HOST_LABEL: host.name}
+
+
+def job_id_of(labels: Mapping[str, str] | None) -> str | None:
+    """Return the job id a managed container carries, or None for a container that is not ours."""
+    if not labels or labels.get(MANAGED_LABEL) != "true":
+        return None
+    return labels.get(JOB_ID_LABEL)

@@ -1,0 +1,317 @@
+"""The Docker executor: hardened containers on Docker Engines through docker-py."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import docker
+import docker.errors
+
+from container_manager_core.errors import ExecutionNotFound, ImagePullFailed, LaunchFailed
+from container_manager_core.plugins import ExecutorPlugin
+from container_manager_core.types import (
+    Execution,
+    ExecutionLogs,
+    ExecutionState,
+    ExecutionStatus,
+    HealthStatus,
+    HostSpec,
+    JobSpec,
+    ResourceUsage,
+)
+from docker_executor.connection import (
+    DEFAULT_HEALTH_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    ClientCache,
+    base_url,
+    config_seconds,
+    connection_key,
+)
+from docker_executor.engine_errors import engine_call, explanation, status_code
+from docker_executor.guard import check_create_payload
+from docker_executor.health import check_health
+from docker_executor.image_pull import ensure_image
+from docker_executor.logs import log_cap, read_logs
+from docker_executor.naming import MANAGED_LABEL, job_id_of
+from docker_executor.networks import join_networks, require_networks
+from docker_executor.oom import oom_event_seen, oom_killed
+from docker_executor.payload import CreatePayload, build_create_payload
+from docker_executor.records import Recent
+from docker_executor.state import execution_state, never_started, parse_engine_time
+from docker_executor.usage import SampleCache, cgroup_sample, stats_sample
+from docker_executor.waiting import wait_for_exit_events
+
+logger = logging.getLogger("docker_executor")
+
+# A container left "created" for this long lost its launcher (crash between create and start):
+# the next launch of the job starts it. A younger one is a launch in progress and is left alone.
+STALE_CREATE_SECONDS = 30.0
+# An exit this old has had its OOM notification processed by the engine; the verdict is final.
+OOM_SETTLE_SECONDS = 2.0
+_LIVE_STATES = frozenset({"running", "restarting", "paused"})
+
+
+class DockerExecutor(ExecutorPlugin):
+    """Run jobs as hardened containers on Docker Engines reached over a unix socket or TLS."""
+
+    executor_type = "docker"
+
+    def __init__(self) -> None:
+        self._clients = ClientCache()
+        self._stops: Recent[float] = Recent()  # container id -> when this process stopped it
+        self._oom_verdicts: Recent[bool] = Recent()
+        self._samples = SampleCache()
+
+    # Connections ---------------------------------------------------------------------------------
+
+    def _get_client(self, host: HostSpec) -> docker.DockerClient:
+        """Return the cached docker-py client for ``host``, connecting on first use."""
+        timeout = config_seconds(host.config, "timeout", DEFAULT_TIMEOUT)
+        with engine_call(host, "connect"):
+            return self._clients.get(connection_key(host, "calls", timeout))
+
+    def _health_client(self, host: HostSpec) -> docker.DockerClient:
+        timeout = config_seconds(host.config, "health_timeout", DEFAULT_HEALTH_TIMEOUT)
+        return self._clients.get(connection_key(host, "health", timeout))
+
+    def _call_timeout(self, host: HostSpec) -> float:
+        return float(config_seconds(host.config, "timeout", DEFAULT_TIMEOUT))
+
+    # Launch --------------------------------------------------------------------------------------
+
+    def launch(self, host: HostSpec, job: JobSpec) -> Execution:
+        """Create and start the job's container, or adopt it if this job was already launched."""
+        api = self._get_client(host).api
+        payload = build_create_payload(host, job, api.api_version)
+        with engine_call(host, f"launch job {job.job_id!r}"):
+            require_networks(api, host, payload.config["HostConfig"]["NetworkMode"], payload.extra_networks)
+            ensure_image(api, host, job.image)
+            for _attempt in range(2):
+                execution = self._create_and_start(api, host, job, payload)
+                if execution is not None:
+                    return execution
+        raise LaunchFailed(
+            f"Host {host.name!r} kept reporting container {payload.name!r} both present and absent; "
+            f"job {job.job_id!r} was not launched."
+        )
+
+    def _create_and_start(
+        self, api: docker.APIClient, host: HostSpec, job: JobSpec, payload: CreatePayload
+    ) -> Execution | None:
+        # The one and only place a container is created: the body sent is the body checked.
+        check_create_payload(payload.config)
+        try:
+            created = api.create_container_from_config(payload.config, name=payload.name)  # type: ignore[no-untyped-call]  # untyped in docker-stubs
+        except docker.errors.ImageNotFound as exc:
+            raise ImagePullFailed(job.image, explanation(exc)) from exc
+        except docker.errors.APIError as exc:
+            if status_code(exc) == 409:  # the name is taken: this job was launched before
+                return self._adopt(api, host, job, payload.name)
+            raise LaunchFailed(
+                f"Host {host.name!r} refused to create the container for job {job.job_id!r}: {explanation(exc)}"
+            ) from exc
+        container_id = str(created["Id"])
+        try:
+            join_networks(api, host, container_id, payload.extra_networks)
+            api.start(container_id)
+        except LaunchFailed:
+            self._discard(api, container_id)
+            raise
+        except docker.errors.APIError as exc:
+            self._discard(api, container_id)
+            raise LaunchFailed(
+                f"Host {host.name!r} refused to start the container for job {job.job_id!r}: {explanation(exc)}"
+            ) from exc
+        return Execution(container_id)
+
+    def _adopt(self, api: docker.APIClient, host: HostSpec, job: JobSpec, name: str) -> Execution | None:
+        """Return the existing container of ``job`` as adopted; None if it vanished meanwhile."""
+        try:
+            info = api.inspect_container(name)
+        except docker.errors.NotFound:
+            return None
+        owner = job_id_of(info["Config"].get("Labels"))
+        if owner != job.job_id:
+            raise LaunchFailed(
+                f"Host {host.name!r} already has a container named {name!r} that is not job "
+                f"{job.job_id!r}'s (its job label is {owner!r}); remove or rename it."
+            )
+        created = parse_engine_time(info.get("Created"))
+        stale = created is not None and (datetime.now(UTC) - created).total_seconds() > STALE_CREATE_SECONDS
+        # Never start a container that ran (or tried to): an exited job is returned as it is.
+        if never_started(info["State"]) and stale:
+            logger.warning(
+                "Starting container %r of job %r, created but never started.", info["Id"], job.job_id
+            )
+            api.start(info["Id"])
+        return Execution(str(info["Id"]), adopted=True)
+
+    def _discard(self, api: docker.APIClient, container_id: str) -> None:
+        """Remove a container whose launch failed, so no half-launched container is left behind."""
+        try:
+            api.remove_container(container_id, force=True, v=True)
+        except docker.errors.DockerException as exc:
+            logger.warning("Could not remove container %r after a failed launch: %s", container_id, exc)
+
+    # Status --------------------------------------------------------------------------------------
+
+    def status(self, host: HostSpec, execution_id: str) -> ExecutionStatus:
+        """Return the container's state, exit code, OOM verdict and timestamps."""
+        api = self._get_client(host).api
+        with engine_call(host, f"inspect execution {execution_id!r}"):
+            try:
+                info = api.inspect_container(execution_id)
+            except docker.errors.NotFound:
+                return ExecutionStatus(ExecutionState.NOT_FOUND)
+            state: Mapping[str, Any] = info["State"]
+            phase = execution_state(state["Status"])
+            error = state.get("Error") or None
+            if phase is ExecutionState.PENDING and error:
+                phase = ExecutionState.EXITED  # a start that failed: this container will never run
+            exited = phase is ExecutionState.EXITED
+            return ExecutionStatus(
+                phase,
+                exit_code=int(state["ExitCode"]) if exited else None,
+                oom_killed=self._oom_killed(api, host, info) if exited else False,
+                started_at=parse_engine_time(state.get("StartedAt")),
+                finished_at=parse_engine_time(state.get("FinishedAt")) if exited else None,
+                error=error,
+            )
+
+    def _oom_killed(self, api: docker.APIClient, host: HostSpec, info: Mapping[str, Any]) -> bool:
+        container_id = str(info["Id"])
+        verdict = self._oom_verdicts.get(container_id)
+        if verdict is not None:
+            return verdict
+        state: Mapping[str, Any] = info["State"]
+        created = parse_engine_time(info.get("Created"))
+        since = 0.0 if created is None else created.timestamp() - 1.0
+
+        def event_seen() -> bool:
+            return oom_event_seen(api, container_id, since=since, timeout=self._call_timeout(host))
+
+        killed = oom_killed(state, stopped_by_us=container_id in self._stops, event_seen=event_seen)
+        finished = parse_engine_time(state.get("FinishedAt"))
+        if finished is not None and (datetime.now(UTC) - finished).total_seconds() > OOM_SETTLE_SECONDS:
+            self._oom_verdicts.put(container_id, killed)
+        return killed
+
+    def wait(self, host: HostSpec, execution_ids: Sequence[str], *, timeout: float) -> list[str]:
+        """Return the executions that have exited, woken by the engine's die events."""
+        api = self._get_client(host).api
+
+        def exited_now() -> list[str]:
+            finished = (ExecutionState.EXITED, ExecutionState.NOT_FOUND)
+            return [eid for eid in execution_ids if self.status(host, eid).state in finished]
+
+        with engine_call(host, "wait for exits"):
+            return wait_for_exit_events(
+                api,
+                execution_ids,
+                timeout=timeout,
+                call_timeout=self._call_timeout(host),
+                exited_now=exited_now,
+            )
+
+    # Output and usage ----------------------------------------------------------------------------
+
+    def logs(self, host: HostSpec, execution_id: str, *, timestamps: bool) -> ExecutionLogs:
+        """Return stdout and stderr apart, each capped at the host's ``log_cap_bytes`` (head and tail)."""
+        api = self._get_client(host).api
+        limit = log_cap(host.config)
+        with engine_call(host, f"read the logs of execution {execution_id!r}"):
+            try:
+                return read_logs(
+                    api, execution_id, timestamps=timestamps, limit=limit, timeout=self._call_timeout(host)
+                )
+            except docker.errors.NotFound:
+                raise ExecutionNotFound(execution_id) from None
+
+    def usage(self, host: HostSpec, execution_id: str) -> ResourceUsage:
+        """Return peak memory and average CPU so far; None fields when they are not known."""
+        api = self._get_client(host).api
+        with engine_call(host, f"measure execution {execution_id!r}"):
+            try:
+                info = api.inspect_container(execution_id)
+            except docker.errors.NotFound:
+                raise ExecutionNotFound(execution_id) from None
+            container_id = str(info["Id"])
+            state: Mapping[str, Any] = info["State"]
+            started = parse_engine_time(state.get("StartedAt"))
+            if state["Status"] in _LIVE_STATES and started is not None:
+                sample = None
+                pid = state.get("Pid")
+                # The cgroup files are only this machine's when the engine is reached over a local socket.
+                if base_url(host).startswith("unix://") and isinstance(pid, int) and pid > 0:
+                    wall = (datetime.now(UTC) - started).total_seconds()
+                    sample = cgroup_sample(pid, container_id, wall)
+                if sample is None:
+                    try:
+                        sample = stats_sample(api, container_id, started)
+                    except docker.errors.NotFound:
+                        sample = None  # removed meanwhile: report what was known
+                if sample is not None:
+                    return self._samples.update(container_id, sample).usage()
+        known = self._samples.get(container_id)
+        return known.usage() if known is not None else ResourceUsage()
+
+    # Stop and clean up ---------------------------------------------------------------------------
+
+    def stop(self, host: HostSpec, execution_id: str, *, grace_seconds: float) -> bool:
+        """Send SIGTERM, then SIGKILL after ``grace_seconds``; False if it was not running."""
+        api = self._get_client(host).api
+        with engine_call(host, f"stop execution {execution_id!r}"):
+            try:
+                info = api.inspect_container(execution_id)
+                if info["State"]["Status"] not in _LIVE_STATES:
+                    return False
+                container_id = str(info["Id"])
+                # Recorded before the signal: from here on a 137 exit is this stop, not the OOM killer.
+                self._stops.put(container_id, time.time())
+                api.stop(container_id, timeout=max(0, math.ceil(grace_seconds)))
+            except docker.errors.NotFound:
+                raise ExecutionNotFound(execution_id) from None
+        return True
+
+    def remove(self, host: HostSpec, execution_id: str) -> bool:
+        """Remove the container and its anonymous volumes; False if it was already gone."""
+        api = self._get_client(host).api
+        with engine_call(host, f"remove execution {execution_id!r}"):
+            try:
+                api.remove_container(execution_id, force=True, v=True)
+                removed = True
+            except docker.errors.NotFound:
+                removed = False
+            except docker.errors.APIError as exc:
+                if status_code(exc) != 409:  # 409: another caller's removal is already in progress
+                    raise
+                removed = False
+        self._samples.forget(execution_id)
+        self._oom_verdicts.forget(execution_id)
+        self._stops.forget(execution_id)
+        return removed
+
+    # Host ----------------------------------------------------------------------------------------
+
+    def health(self, host: HostSpec) -> HealthStatus:
+        """Ping, read ``/info`` within ``health_timeout`` and check the engine can enforce limits."""
+        return check_health(host, lambda: self._health_client(host))
+
+    def executions(self, host: HostSpec) -> list[tuple[str, str]]:
+        """Return ``(job_id, container id)`` for every container labelled as this manager's."""
+        api = self._get_client(host).api
+        with engine_call(host, "list executions"):
+            containers = api.containers(all=True, filters={"label": f"{MANAGED_LABEL}=true"})
+        return [
+            (job_id, str(container["Id"]))
+            for container in containers
+            if (job_id := job_id_of(container.get("Labels"))) is not None
+        ]
+
+
+plugin = DockerExecutor()

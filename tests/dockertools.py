@@ -1,0 +1,103 @@
+"""Shared helpers for tests that need a real Docker Engine: client, test image, label cleanup."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+import docker
+import docker.errors
+import pytest
+import requests.exceptions
+
+# Every container, network and image a test creates carries this label, valued with the run id.
+TEST_LABEL = "container_manager.test"
+# Unique per test session, so parallel runs on one engine never clean up each other's containers.
+RUN_ID = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+TEST_IMAGE = "container-manager-test/busybox:latest"
+BUSYBOX = Path("/bin/busybox")
+DEFAULT_BASE_URL = "unix:///var/run/docker.sock"
+# Short: tests must not hang on a wedged engine, and no test call legitimately takes longer.
+CLIENT_TIMEOUT = 60
+
+_SCRATCH_DOCKERFILE = """\
+FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+USER 1001:1001
+"""
+_PULLED_DOCKERFILE = """\
+FROM busybox:1.36
+USER 1001:1001
+"""
+
+
+def docker_client_or_fail() -> docker.DockerClient:
+    """Return a client for the local engine; without one, fail when CI is set, else skip."""
+    base_url = os.environ.get("DOCKER_HOST", DEFAULT_BASE_URL)
+    try:
+        client = docker.DockerClient(base_url=base_url, version="auto", timeout=CLIENT_TIMEOUT)
+        client.api.trust_env = False
+        client.ping()
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        message = f"No Docker Engine answers at {base_url!r}: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return client
+
+
+def build_test_image(client: docker.DockerClient) -> str:
+    """Build the non-root busybox test image and return its tag.
+
+    With a static busybox on this machine the image is built FROM scratch (no registry needed);
+    otherwise busybox is pulled from the configured registry and only the user is changed.
+    """
+    with tempfile.TemporaryDirectory(prefix="cm-test-image-") as context:
+        if _is_static(BUSYBOX):
+            shutil.copy2(BUSYBOX, Path(context, "busybox"))
+            Path(context, "Dockerfile").write_text(_SCRATCH_DOCKERFILE)
+        else:
+            client.images.pull("busybox", tag="1.36")
+            Path(context, "Dockerfile").write_text(_PULLED_DOCKERFILE)
+        client.images.build(
+            path=context,
+            tag=TEST_IMAGE,
+            rm=True,
+            forcerm=True,
+            network_mode="none",
+            labels={TEST_LABEL: "image"},
+            timeout=CLIENT_TIMEOUT,
+        )
+    return TEST_IMAGE
+
+
+def _is_static(path: Path) -> bool:
+    """Say whether ``path`` is an ELF binary with no program interpreter (statically linked)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return False
+    return data[:4] == b"\x7fELF" and b"/lib64/ld-linux" not in data[:4096] and b"/lib/ld-" not in data[:4096]
+
+
+def remove_labelled(client: docker.DockerClient, run_id: str) -> int:
+    """Remove every container and network labelled with ``run_id``; return how many were removed."""
+    selector = {"label": f"{TEST_LABEL}={run_id}"}
+    removed = 0
+    for container in client.api.containers(all=True, filters=selector):
+        try:
+            client.api.remove_container(container["Id"], force=True, v=True)
+            removed += 1
+        except docker.errors.NotFound:
+            continue
+    for network in client.api.networks(filters=selector):
+        try:
+            client.api.remove_network(network["Id"])
+            removed += 1
+        except docker.errors.NotFound:
+            continue
+    return removed
