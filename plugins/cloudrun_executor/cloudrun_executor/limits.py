@@ -50,7 +50,8 @@ def cloudrun_job_violations(job: JobSpec) -> Iterator[Violation]:
 
 def _memory_and_cpu(job: JobSpec) -> Iterator[Violation]:
     memory, cpu = job.memory_limit_mb, job.cpu_limit
-    if memory is not None and not MIN_MEMORY_MB <= memory <= MAX_MEMORY_MB:
+    memory_in_range = memory is None or MIN_MEMORY_MB <= memory <= MAX_MEMORY_MB
+    if not memory_in_range:
         yield Violation(
             "cloudrun_memory_out_of_range",
             f"Cloud Run jobs take between {MIN_MEMORY_MB} MiB and {MAX_MEMORY_MB} MiB (32 GiB) of memory; "
@@ -67,7 +68,8 @@ def _memory_and_cpu(job: JobSpec) -> Iterator[Violation]:
             "cpu_limit",
         )
         return
-    if memory is None:
+    # The per-CPU memory range is only worth naming once the memory is possible at all.
+    if memory is None or not memory_in_range:
         return
     least, most = MEMORY_RANGE_BY_CPU[int(cpu)]
     if not least <= memory <= most:
