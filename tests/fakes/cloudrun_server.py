@@ -71,11 +71,9 @@ class FakeCloudRun:
         self._server.stop(grace=None).wait()
 
     def reset(self) -> None:
-        """Forget all resources, calls, injected failures and denials."""
+        """Forget all resources, calls, injected failures, denials and timing changes."""
         with self._lock:
-            self.state = FakeCloudRunState(
-                start_delay=self.state.start_delay, max_page_size=self.state.max_page_size
-            )
+            self.state = FakeCloudRunState()
             self.calls.clear()
             self._failures.clear()
             self._denied = False
@@ -91,6 +89,10 @@ class FakeCloudRun:
         """Answer every call with PERMISSION_DENIED, as for an identity without Cloud Run roles."""
         with self._lock:
             self._denied = denied
+
+    def delay_starts(self, seconds: float) -> None:
+        """Keep new executions pending for ``seconds`` before they start."""
+        self.state.start_delay = seconds
 
     def lose_execution(self, execution_name: str) -> None:
         """Make an execution vanish without trace, as if deleted behind the manager's back."""
