@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 from cloudrun_executor.plugin import CloudRunExecutor
 
-from container_manager_core.types import Command, HostSpec, JobSpec
+from container_manager_core.types import Command, ExecutionState, ExecutionStatus, HostSpec, JobSpec
 from tests.fakes import FakeCloudRun, cloudrun_host_spec, start_fake_cloudrun
 
 # The same job runs on a real Cloud Run: the shell does what the fake reads from the FAKE_* variables.
@@ -72,3 +73,17 @@ def make_scenario_job(
 @pytest.fixture
 def make_job() -> JobMaker:
     return make_scenario_job
+
+
+def wait_exited(
+    executor: CloudRunExecutor, host: HostSpec, execution_id: str, timeout: float = 15.0
+) -> ExecutionStatus:
+    """Poll the plugin until the execution exits; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = executor.status(host, execution_id)
+        if status.state is ExecutionState.EXITED:
+            return status
+        if time.monotonic() > deadline:
+            pytest.fail(f"Execution {execution_id!r} did not exit within {timeout} s (last: {status}).")
+        time.sleep(0.05)
