@@ -8,7 +8,14 @@ import pytest
 
 from container_manager_core.errors import PolicyViolationError
 from container_manager_core.plugins import PluginManager
-from container_manager_core.types import HostSpec, Mount, NetworkAttachment, PolicyLimits, TlsSettings
+from container_manager_core.types import (
+    HostSpec,
+    Mount,
+    NetworkAttachment,
+    PolicyLimits,
+    TlsSettings,
+    TmpfsMount,
+)
 from tests.cloudrun.conftest import JobMaker
 from tests.fakes import FakeCloudRun, cloudrun_host_spec
 
@@ -76,6 +83,11 @@ def test_the_contract_job_breaks_no_rule_at_all(
             "['backend']",
         ),
         ({"network_mode": "none"}, "cloudrun_network_mode_not_applicable", "network_mode 'none'"),
+        (
+            {"tmpfs": (TmpfsMount("/dev/shm", 1024 * 1024),)},
+            "cloudrun_tmpfs_path_not_allowed",
+            "Cloud Run mounts no volume at /dev, /proc, /sys or below them; the job asks for a tmpfs at '/dev/shm'.",
+        ),
         (
             {"mounts": (Mount("/srv/data", "/data"),)},
             "cloudrun_bind_mounts_unsupported",

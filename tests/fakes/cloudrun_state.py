@@ -603,6 +603,11 @@ class FakeCloudRunState:
         timeout = job.template.template.timeout
         if timeout is not None and timeout > MAX_TIMEOUT:
             raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, "Task timeout must be at most 168 hours.")
+        for mount in container.volume_mounts:
+            if re.match(r"^/(dev|proc|sys)(/|$)", mount.mount_path):
+                raise ApiError(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"Volumes cannot be mounted at {mount.mount_path!r}."
+                )
         mounted = {m.name for m in container.volume_mounts}
         volumes = {v.name for v in job.template.template.volumes}
         if not mounted <= volumes:

@@ -14,10 +14,13 @@ Sources (Cloud Run documentation, "Configure ... for jobs" pages):
   contract): the contract's variables are reserved (CLOUD_RUN_JOB, CLOUD_RUN_EXECUTION,
   CLOUD_RUN_TASK_INDEX, CLOUD_RUN_TASK_ATTEMPT, CLOUD_RUN_TASK_COUNT for jobs; PORT, K_SERVICE,
   K_REVISION, K_CONFIGURATION for services) and a container takes at most 1000 variables.
+- In-memory volumes (run/docs/configuring/jobs/in-memory-volume-mounts): none may be mounted at
+  /dev, /proc, /sys or below them. Each tmpfs mount becomes such a volume.
 """
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Iterator
 
 from container_manager_core.types import JobSpec, Violation
@@ -28,6 +31,7 @@ MAX_TIMEOUT_SECONDS = 168 * 3600
 MAX_ENV_VARS = 1000
 RESERVED_ENV_PREFIX = "CLOUD_RUN_"
 RESERVED_ENV_NAMES = frozenset({"PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"})
+DISALLOWED_MOUNT_PATHS = ("/dev", "/proc", "/sys")
 
 # vCPUs -> (least, most) memory in MiB, from the jobs memory-limits table.
 MEMORY_RANGE_BY_CPU: dict[int, tuple[int, int]] = {
@@ -45,6 +49,7 @@ def cloudrun_job_violations(job: JobSpec) -> Iterator[Violation]:
     yield from _memory_and_cpu(job)
     yield from _timeout(job)
     yield from _environment(job)
+    yield from _tmpfs(job)
     yield from _unsupported(job)
 
 
@@ -105,6 +110,18 @@ def _environment(job: JobSpec) -> Iterator[Violation]:
                 f"Environment variable {name!r} is reserved by Cloud Run (names starting with "
                 f"{RESERVED_ENV_PREFIX!r} and {sorted(RESERVED_ENV_NAMES)!r} are set by the platform).",
                 "env",
+            )
+
+
+def _tmpfs(job: JobSpec) -> Iterator[Violation]:
+    for mount in job.tmpfs:
+        path = posixpath.normpath(mount.path)
+        if any(path == top or path.startswith(top + "/") for top in DISALLOWED_MOUNT_PATHS):
+            yield Violation(
+                "cloudrun_tmpfs_path_not_allowed",
+                f"Cloud Run mounts no volume at {', '.join(DISALLOWED_MOUNT_PATHS)} or below them; the job "
+                f"asks for a tmpfs at {mount.path!r}.",
+                "tmpfs",
             )
 
 

@@ -41,6 +41,7 @@ def build_job(job: JobSpec, config: CloudRunConfig) -> run_v2.Job:
         # Zero must be sent explicitly (the field has presence): left out, Cloud Run retries a
         # failed task 3 times, and retries are the manager's decision, not the platform's.
         max_retries=0,
+        # The memory rules .limits checks (512 MiB at least) are the second generation's.
         execution_environment=run_v2.ExecutionEnvironment.EXECUTION_ENVIRONMENT_GEN2,
     )
     if job.timeout_seconds is not None:
