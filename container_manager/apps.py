@@ -1,9 +1,19 @@
+"""The app config: registers the system checks and the settings-reset receiver."""
+
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.core import checks
 
 
 class ContainerManagerConfig(AppConfig):
     name = "container_manager"
     verbose_name = "Container manager"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from container_manager import checks as app_checks
+        from container_manager import conf, signals  # noqa: F401 - connect their receivers
+
+        checks.register(app_checks.check_settings, "container_manager")
+        checks.register(app_checks.check_executor_plugins, "container_manager", checks.Tags.database)

@@ -4,22 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+
+from container_manager_core.errors import ContainerManagerError
 
 
 class InvalidExecutor(ImproperlyConfigured):
-    """No installed plugin provides the configured executor type."""
+    """No installed plugin provides the configured executor type, or a host does not match it."""
 
 
-class InvalidStateTransition(Exception):  # noqa: N818 - the name says what happened
+class InvalidStateTransition(ContainerManagerError):
     """A job cannot move to the requested status from the status it is in now."""
 
     def __init__(self, job_id: Any, current: str | None, target: str) -> None:
         self.job_id = job_id
-        self.current = current
-        self.target = target
-        super().__init__(f"Job {str(job_id)!r} cannot move from {current!r} to {target!r}.")
+        # Plain strings, so the message reads 'running' rather than JobStatus.RUNNING.
+        self.current = None if current is None else str(current)
+        self.target = str(target)
+        super().__init__(f"Job {str(job_id)!r} cannot move from {self.current!r} to {self.target!r}.")
 
 
-class HostUnavailable(Exception):  # noqa: N818
-    """A job was aimed at an inactive or unhealthy host."""
+class HostUnavailable(ValidationError):
+    """A job was aimed at an inactive or unhealthy host; a ValidationError, so forms show it."""
+
+    def __init__(self, message: str, code: str = "host_unavailable", params: Any = None) -> None:
+        super().__init__(message, code=code, params=params)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Final
 
 from django.db import models
@@ -30,6 +31,13 @@ class TerminationReason(models.TextChoices):
     HOST_LOST = "host_lost", _("Host lost")
 
 
+class CancelOutcome(enum.StrEnum):
+    """What ``ContainerJob.request_cancel()`` did."""
+
+    CANCELLED = "cancelled"  # the job had not been launched: it is CANCELLED now
+    REQUESTED = "requested"  # the job is launching or running: the worker will stop it
+
+
 S = JobStatus
 
 # Every status change goes through ContainerJob._transition, which only moves a row whose current
@@ -55,3 +63,8 @@ FINISHED_STATUSES: Final = frozenset({S.COMPLETED, S.FAILED, S.TIMEOUT, S.CANCEL
 def sources_of(target: JobStatus) -> frozenset[JobStatus]:
     """Return the statuses a job may move to ``target`` from."""
     return frozenset(source for source, targets in TRANSITIONS.items() if target in targets)
+
+
+def can_transition(source: str, target: str) -> bool:
+    """Say whether the table allows ``source`` -> ``target``."""
+    return JobStatus(target) in TRANSITIONS.get(JobStatus(source), frozenset())

@@ -1,0 +1,194 @@
+"""The app's settings: one ``CONTAINER_MANAGER`` dict, read lazily into a typed, frozen object."""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+from container_manager_core.types import PolicyLimits
+
+MIB = 1024 * 1024
+_USER = re.compile(r"^(\d+)(?::(\d+))?$")
+
+# Settings that must be positive numbers, and whether a float is acceptable.
+_POSITIVE_INTS = (
+    "MAX_MEMORY_MB",
+    "MAX_TIMEOUT_SECONDS",
+    "MAX_PIDS",
+    "MAX_TMPFS_MB",
+    "MIN_UID",
+    "DEFAULT_MEMORY_LIMIT_MB",
+    "DEFAULT_TIMEOUT_SECONDS",
+    "DEFAULT_PIDS_LIMIT",
+    "LOG_CAP_BYTES",
+    "LEASE_SECONDS",
+    "STOP_GRACE_SECONDS",
+)
+_POSITIVE_NUMBERS = (
+    "MAX_CPU",
+    "DEFAULT_CPU_LIMIT",
+    "POLL_INTERVAL",
+    "HEALTH_CHECK_INTERVAL",
+    "RECONCILE_INTERVAL",
+    "SHUTDOWN_GRACE_SECONDS",
+    "RETRY_BACKOFF_BASE_SECONDS",
+    "RETRY_BACKOFF_MAX_SECONDS",
+)
+# Each default must fit under its maximum, or every job relying on the default would be rejected.
+_DEFAULT_WITHIN_MAX = (
+    ("DEFAULT_MEMORY_LIMIT_MB", "MAX_MEMORY_MB"),
+    ("DEFAULT_CPU_LIMIT", "MAX_CPU"),
+    ("DEFAULT_TIMEOUT_SECONDS", "MAX_TIMEOUT_SECONDS"),
+    ("DEFAULT_PIDS_LIMIT", "MAX_PIDS"),
+    ("RETRY_BACKOFF_BASE_SECONDS", "RETRY_BACKOFF_MAX_SECONDS"),
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppSettings:
+    """Every ``CONTAINER_MANAGER`` key with its default; maxima are never unlimited."""
+
+    # Policy maxima (container_manager_core.types.PolicyLimits).
+    MAX_MEMORY_MB: int = 2048
+    MAX_CPU: float = 2.0
+    MAX_TIMEOUT_SECONDS: int = 3600
+    MAX_PIDS: int = 1024
+    MAX_TMPFS_MB: int = 512
+    MIN_UID: int = 1001
+    ALLOWED_REGISTRIES: tuple[str, ...] | None = None
+    SAFE_MOUNT_DIRS: tuple[str, ...] = ()
+    # Only for images that cannot run with a read-only root filesystem; the policy refuses it otherwise.
+    ALLOW_WRITABLE_ROOT: bool = False
+
+    # What create_job fills in when the caller leaves a value out.
+    DEFAULT_MEMORY_LIMIT_MB: int = 256
+    DEFAULT_CPU_LIMIT: float = 1.0
+    DEFAULT_TIMEOUT_SECONDS: int = 600
+    DEFAULT_PIDS_LIMIT: int = 256
+    DEFAULT_USER: str = "1001:1001"
+    DEFAULT_NETWORK_MODE: str = "bridge"
+    DEFAULT_EXECUTOR_TYPE: str = "docker"
+
+    # The worker.
+    POLL_INTERVAL: float = 1.0
+    HEALTH_CHECK_INTERVAL: float = 30
+    LEASE_SECONDS: int = 60
+    RECONCILE_INTERVAL: float = 30
+    LOG_CAP_BYTES: int = MIB
+    CLEANUP_AFTER_HARVEST: bool = True
+    SHUTDOWN_GRACE_SECONDS: float = 30
+    STOP_GRACE_SECONDS: int = 10
+    RETRY_BACKOFF_BASE_SECONDS: float = 5
+    RETRY_BACKOFF_MAX_SECONDS: float = 600
+
+    def __post_init__(self) -> None:
+        for name in _POSITIVE_INTS:
+            _require_positive(name, getattr(self, name), integer=True)
+        for name in _POSITIVE_NUMBERS:
+            _require_positive(name, getattr(self, name), integer=False)
+        for default, maximum in _DEFAULT_WITHIN_MAX:
+            if getattr(self, default) > getattr(self, maximum):
+                raise ImproperlyConfigured(
+                    f"CONTAINER_MANAGER[{default!r}] is {getattr(self, default)!r}, above "
+                    f"CONTAINER_MANAGER[{maximum!r}] = {getattr(self, maximum)!r}; every job using the "
+                    "default would be rejected."
+                )
+        for name in ("CLEANUP_AFTER_HARVEST", "ALLOW_WRITABLE_ROOT"):
+            if not isinstance(getattr(self, name), bool):
+                raise ImproperlyConfigured(
+                    f"CONTAINER_MANAGER[{name!r}] must be True or False, got {getattr(self, name)!r}."
+                )
+        for name in ("DEFAULT_NETWORK_MODE", "DEFAULT_EXECUTOR_TYPE"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise ImproperlyConfigured(
+                    f"CONTAINER_MANAGER[{name!r}] must be a non-empty string, got {value!r}."
+                )
+        self._check_user()
+        # Normalise sequences once so the object is hashable and cannot be mutated through a list.
+        object.__setattr__(self, "SAFE_MOUNT_DIRS", _str_tuple("SAFE_MOUNT_DIRS", self.SAFE_MOUNT_DIRS))
+        if self.ALLOWED_REGISTRIES is not None:
+            object.__setattr__(
+                self, "ALLOWED_REGISTRIES", _str_tuple("ALLOWED_REGISTRIES", self.ALLOWED_REGISTRIES)
+            )
+
+    def _check_user(self) -> None:
+        user: object = self.DEFAULT_USER  # whatever the settings dict held
+        match = _USER.match(user) if isinstance(user, str) else None
+        if match is None or int(match.group(1)) < self.MIN_UID:
+            raise ImproperlyConfigured(
+                f"CONTAINER_MANAGER['DEFAULT_USER'] must be a numeric 'UID' or 'UID:GID' with UID >= "
+                f"MIN_UID ({self.MIN_UID!r}), got {self.DEFAULT_USER!r}."
+            )
+
+    def policy_limits(self) -> PolicyLimits:
+        """Return the core's policy maxima built from these settings."""
+        try:
+            return PolicyLimits(
+                max_memory_mb=self.MAX_MEMORY_MB,
+                max_cpu=self.MAX_CPU,
+                max_timeout_seconds=self.MAX_TIMEOUT_SECONDS,
+                max_pids=self.MAX_PIDS,
+                max_tmpfs_bytes=self.MAX_TMPFS_MB * MIB,
+                min_uid=self.MIN_UID,
+                allowed_registries=self.ALLOWED_REGISTRIES,
+                safe_mount_dirs=self.SAFE_MOUNT_DIRS,
+                allow_writable_root=self.ALLOW_WRITABLE_ROOT,
+            )
+        except (TypeError, ValueError) as exc:
+            raise ImproperlyConfigured(f"CONTAINER_MANAGER has invalid policy limits: {exc}") from exc
+
+
+def _require_positive(name: str, value: object, *, integer: bool) -> None:
+    # None and 0 would mean "unlimited" to many engines; a maximum or default is never unlimited.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (integer and not isinstance(value, int))
+    ):
+        kind = "an integer" if integer else "a number"
+        raise ImproperlyConfigured(f"CONTAINER_MANAGER[{name!r}] must be {kind}, got {value!r}.")
+    if not math.isfinite(value) or value <= 0:
+        raise ImproperlyConfigured(
+            f"CONTAINER_MANAGER[{name!r}] must be a positive finite number, got {value!r}; limits are never unlimited."
+        )
+
+
+def _str_tuple(name: str, value: object) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, list | tuple | frozenset | set):
+        raise ImproperlyConfigured(f"CONTAINER_MANAGER[{name!r}] must be a list of strings, got {value!r}.")
+    if not all(isinstance(item, str) and item for item in value):
+        raise ImproperlyConfigured(f"CONTAINER_MANAGER[{name!r}] must hold non-empty strings, got {value!r}.")
+    return tuple(value)
+
+
+_KEYS = frozenset(f.name for f in fields(AppSettings))
+
+
+@functools.cache
+def app_settings() -> AppSettings:
+    """Return the validated ``CONTAINER_MANAGER`` settings (cached until the setting changes)."""
+    user = getattr(settings, "CONTAINER_MANAGER", None) or {}
+    if not isinstance(user, Mapping):
+        raise ImproperlyConfigured(f"CONTAINER_MANAGER must be a dict, got {type(user).__name__}.")
+    if unknown := set(user) - _KEYS:
+        raise ImproperlyConfigured(
+            f"Unknown CONTAINER_MANAGER keys: {sorted(map(str, unknown))}. Known keys: {sorted(_KEYS)}."
+        )
+    return AppSettings(**user)
+
+
+@receiver(setting_changed)
+def _reset_app_settings(*, setting: str, **kwargs: Any) -> None:
+    # As django.tasks clears its handlers: override_settings must be seen at once.
+    if setting == "CONTAINER_MANAGER":
+        app_settings.cache_clear()

@@ -1,0 +1,586 @@
+"""Hosts, environment templates and jobs, with the one guarded way to change a job's status."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models, transaction
+from django.db.models.expressions import Combinable
+from django.db.models.functions import Concat
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from container_manager import signals, validation
+from container_manager.exceptions import InvalidStateTransition
+from container_manager.executors.registry import get_plugin_manager
+from container_manager.managers import ContainerJobManager
+from container_manager.security import log_host_rejection, log_policy_rejection
+from container_manager.states import (
+    ACTIVE_STATUSES,
+    CLAIMABLE_STATUSES,
+    FINISHED_STATUSES,
+    CancelOutcome,
+    JobStatus,
+    TerminationReason,
+    sources_of,
+)
+from container_manager_core.envfile import EnvSyntaxError, parse_env_text
+from container_manager_core.errors import NoExecutorPlugin
+from container_manager_core.secrets import redact
+from container_manager_core.types import (
+    Command,
+    CommandForm,
+    HostSpec,
+    JobSpec,
+    NetworkAttachment,
+    TlsSettings,
+    Violation,
+)
+
+if TYPE_CHECKING:
+    from container_manager.conf import AppSettings
+
+logger = logging.getLogger("container_manager.models")
+
+MANAGED_LABEL = "container_manager.managed"
+JOB_ID_LABEL = "container_manager.job_id"
+ATTEMPT_LABEL = "container_manager.attempt"
+
+# The core policy names JobSpec fields; these are the model fields a person edits to fix them.
+# Violations on other spec fields (set by the app, not the user) are reported as non-field errors.
+_SPEC_TO_MODEL_FIELD = {
+    "memory_limit_mb": "memory_limit",
+    "cpu_limit": "cpu_limit",
+    "pids_limit": "pids_limit",
+    "timeout_seconds": "timeout_seconds",
+    "user": "user",
+    "image": "docker_image",
+    "working_dir": "working_directory",
+    "networks": "network_configuration",
+}
+
+
+def _installed_type_error(executor_type: str) -> str | None:
+    """Return the core's install hint if no plugin provides ``executor_type``."""
+    try:
+        get_plugin_manager().require(executor_type)
+    except NoExecutorPlugin as exc:
+        return str(exc)
+    return None
+
+
+class ExecutorHost(models.Model):
+    """A place jobs run: a Docker daemon, a Cloud Run project/region, or any plugin's host."""
+
+    class HostType(models.TextChoices):
+        UNIX = "unix", _("Unix socket")
+        TCP = "tcp", _("TCP")
+        API = "api", _("Cloud API")
+
+    name = models.CharField(max_length=100, unique=True)
+    executor_type = models.CharField(
+        max_length=50, default="docker", help_text=_("An installed executor plugin's type.")
+    )
+    host_type = models.CharField(max_length=10, choices=HostType.choices, default=HostType.UNIX)
+    connection_string = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text=_("unix:///path/to/socket, tcp://host:port, or empty for cloud APIs."),
+    )
+    tls_enabled = models.BooleanField(default=False)
+    tls_verify = models.BooleanField(default=True)
+    tls_ca_cert = models.CharField(max_length=500, blank=True, help_text=_("Path to the CA certificate."))
+    tls_client_cert = models.CharField(
+        max_length=500, blank=True, help_text=_("Path to the client certificate.")
+    )
+    tls_client_key = models.CharField(max_length=500, blank=True, help_text=_("Path to the client key."))
+    is_active = models.BooleanField(default=True)
+    weight = models.PositiveIntegerField(default=100, help_text=_("Higher weight receives more jobs."))
+    max_concurrent_jobs = models.PositiveIntegerField(default=10, validators=[MinValueValidator(1)])
+    auto_pull_images = models.BooleanField(default=True)
+    executor_config = models.JSONField(
+        default=dict, blank=True, help_text=_("Plugin settings; secret values are masked when shown.")
+    )
+
+    healthy = models.BooleanField(default=True)
+    last_health_check = models.DateTimeField(null=True, blank=True)
+    last_health_error = models.TextField(blank=True)
+    health_response_time = models.FloatField(null=True, blank=True, help_text=_("Seconds"))
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        # Never the config: it may hold registry passwords.
+        return f"<ExecutorHost {self.name!r} {self.executor_type} {self.connection_string!r}>"
+
+    @property
+    def redacted_config(self) -> dict[str, Any]:
+        """Return executor_config with secrets masked, for display and logs."""
+        result: dict[str, Any] = redact(self.executor_config or {})
+        return result
+
+    @property
+    def is_available(self) -> bool:
+        return self.is_active and self.healthy
+
+    def clean(self) -> None:
+        errors: dict[str, list[str]] = {}
+        if message := _installed_type_error(self.executor_type):
+            errors["executor_type"] = [message]
+        if connection := validation.connection_string_errors(self.host_type, self.connection_string):
+            errors["connection_string"] = connection
+        for field, messages in validation.tls_errors(self).items():
+            errors.setdefault(field, []).extend(messages)
+        if not isinstance(self.executor_config, dict):
+            errors["executor_config"] = [
+                f"The executor config must be a JSON object, got {type(self.executor_config).__name__}."
+            ]
+        if errors:
+            raise ValidationError(validation.as_field_errors(errors, "invalid"))
+        spec = self.to_spec()
+        violations = get_plugin_manager().validate_host(spec)
+        if violations:
+            log_host_rejection(spec, violations, source="validation")
+            raise ValidationError(_violation_errors(violations, {"connection_string": "connection_string"}))
+
+    def to_spec(self) -> HostSpec:
+        """Return the plugin-facing view of this host."""
+        tls = None
+        if self.tls_enabled:
+            tls = TlsSettings(
+                ca_cert=self.tls_ca_cert or None,
+                client_cert=self.tls_client_cert or None,
+                client_key=self.tls_client_key or None,
+                verify=self.tls_verify,
+            )
+        return HostSpec(
+            name=self.name,
+            executor_type=self.executor_type,
+            connection_string=self.connection_string,
+            tls=tls,
+            config=self.executor_config or {},
+            auto_pull_images=self.auto_pull_images,
+        )
+
+
+class EnvironmentVariableTemplate(models.Model):
+    """A named, reusable set of KEY=VALUE environment variables."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    environment_variables_text = models.TextField(
+        blank=True, help_text=_("One KEY=VALUE per line; '#' starts a comment line.")
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        try:
+            parse_env_text(self.environment_variables_text)
+        except EnvSyntaxError as exc:
+            raise ValidationError({"environment_variables_text": str(exc)}, code="env_syntax") from exc
+
+    def get_environment_variables(self) -> dict[str, str]:
+        """Return the parsed variables."""
+        return parse_env_text(self.environment_variables_text)
+
+
+def _violation_errors(
+    violations: Iterable[Violation], field_map: dict[str, str]
+) -> dict[str, list[ValidationError]]:
+    """Turn core violations into ValidationErrors keyed by model field, keeping each code."""
+    errors: dict[str, list[ValidationError]] = {}
+    for violation in violations:
+        field = field_map.get(violation.field or "", NON_FIELD_ERRORS)
+        errors.setdefault(field, []).append(ValidationError(violation.message, code=violation.code))
+    return errors
+
+
+class ContainerJob(models.Model):
+    """One unit of work run in a container, tracked from creation to cleanup."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200, blank=True)
+    executor_type = models.CharField(max_length=50, blank=True, help_text=_("Empty: the configured default."))
+    docker_host = models.ForeignKey(
+        ExecutorHost, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs"
+    )
+    docker_image = models.CharField(max_length=500)
+    command = models.TextField(blank=True, help_text=_("Shell form text, or a JSON list for exec form."))
+    command_form = models.CharField(
+        max_length=10, choices=[(f.value, f.value) for f in CommandForm], default=CommandForm.SHELL.value
+    )
+    working_directory = models.CharField(max_length=500, blank=True)
+    user = models.CharField(max_length=50, blank=True, help_text=_("UID or UID:GID; empty: the default."))
+    environment_template = models.ForeignKey(
+        EnvironmentVariableTemplate, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs"
+    )
+    environment_overrides = models.JSONField(default=dict, blank=True)
+    network_configuration = models.JSONField(default=list, blank=True)
+
+    memory_limit = models.PositiveIntegerField(null=True, blank=True, help_text=_("MB"))
+    cpu_limit = models.FloatField(null=True, blank=True, help_text=_("Cores"))
+    pids_limit = models.PositiveIntegerField(null=True, blank=True)
+    timeout_seconds = models.PositiveIntegerField(null=True, blank=True)
+
+    priority = models.IntegerField(default=0, help_text=_("Higher runs first."))
+    scheduled_for = models.DateTimeField(null=True, blank=True)
+    max_retries = models.PositiveIntegerField(default=0)
+    retry_count = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+
+    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.PENDING)
+    execution_id = models.CharField(max_length=200, blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    termination_reason = models.CharField(max_length=30, choices=TerminationReason.choices, blank=True)
+
+    stdout_log = models.TextField(blank=True)
+    stderr_log = models.TextField(blank=True)
+    docker_log = models.TextField(blank=True, help_text=_("Executor and lifecycle events."))
+    clean_output = models.TextField(blank=True)
+    parsed_output = models.JSONField(null=True, blank=True)
+    stdout_dropped_bytes = models.BigIntegerField(default=0)
+    stderr_dropped_bytes = models.BigIntegerField(default=0)
+    max_memory_usage = models.BigIntegerField(null=True, blank=True, help_text=_("Bytes"))
+    cpu_usage_percent = models.FloatField(null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    launched_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    # Claim bookkeeping: every worker write is conditioned on (worker_id, attempt), so a stale
+    # worker cannot overwrite the result of a newer attempt or of a worker that took over.
+    worker_id = models.CharField(max_length=100, blank=True)
+    attempt = models.PositiveIntegerField(default=0)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    stop_reason = models.CharField(
+        max_length=20, blank=True, help_text=_("Why the worker stopped the container.")
+    )
+    interruption_count = models.PositiveIntegerField(default=0)
+
+    objects = ContainerJobManager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["status", "-priority", "created_at"], name="cm_job_queue_idx"),
+            models.Index(fields=["docker_host", "status"], name="cm_job_host_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name or str(self.id)
+
+    def __repr__(self) -> str:
+        # Never the environment or the command: either may carry secrets.
+        return f"<ContainerJob {str(self.id)!r} {self.name!r} {self.status}>"
+
+    # Read helpers ----------------------------------------------------------------------------------
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.started_at and self.completed_at:
+            return self.completed_at - self.started_at
+        return None
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    def get_execution_identifier(self) -> str:
+        """Return the executor's id for this job's current execution ('' before launch)."""
+        return self.execution_id
+
+    def get_network_names(self) -> list[str]:
+        """Return the names of the networks the job joins, in order."""
+        return [str(entry["network_name"]) for entry in self.network_configuration or []]
+
+    def get_all_environment_variables(self) -> dict[str, str]:
+        """Return the template's variables merged with this job's overrides (overrides win)."""
+        env: dict[str, str] = {}
+        if self.environment_template is not None:
+            env.update(self.environment_template.get_environment_variables())
+        env.update({str(k): str(v) for k, v in (self.environment_overrides or {}).items()})
+        return env
+
+    def get_command(self) -> Command | None:
+        """Return the command to run, or None for the image's default."""
+        if not self.command:
+            return None
+        if self.command_form == CommandForm.EXEC:
+            return Command.exec(*validation.decode_command(self.command, self.command_form))
+        return Command.shell(self.command)
+
+    def to_spec(self, defaults: AppSettings | None = None) -> JobSpec:
+        """Return the executor-facing spec; ``defaults`` supplies the configured user and network mode."""
+        from container_manager.conf import app_settings
+
+        settings = defaults or app_settings()
+        networks: tuple[NetworkAttachment, ...] = tuple(
+            NetworkAttachment(str(n["network_name"]), tuple(n.get("aliases") or ()))
+            for n in self.network_configuration or []
+        )
+        return JobSpec(
+            job_id=str(self.id),
+            name=self.name,
+            image=self.docker_image,
+            command=self.get_command(),
+            env=self.get_all_environment_variables(),
+            working_dir=self.working_directory or None,
+            user=self.user or settings.DEFAULT_USER,
+            memory_limit_mb=self.memory_limit,
+            cpu_limit=self.cpu_limit,
+            pids_limit=self.pids_limit,
+            timeout_seconds=self.timeout_seconds,
+            stop_grace_seconds=settings.STOP_GRACE_SECONDS,
+            # The attrs plugin types the core's ``converter=tuple`` as Iterable[_T_co], which nothing matches.
+            networks=networks,  # type: ignore[arg-type]
+            network_mode=settings.DEFAULT_NETWORK_MODE if not self.network_configuration else None,
+            labels={MANAGED_LABEL: "true", JOB_ID_LABEL: str(self.id), ATTEMPT_LABEL: str(self.attempt)},
+        )
+
+    # Validation ------------------------------------------------------------------------------------
+
+    def clean(self) -> None:
+        """Check the job's fields, its host, then every policy rule the installed plugins know."""
+        errors: dict[str, list[str]] = {
+            "command": validation.command_errors(self.command, self.command_form),
+            "working_directory": validation.working_directory_errors(self.working_directory),
+            "environment_overrides": validation.environment_errors(self.environment_overrides),
+            "network_configuration": validation.network_errors(self.network_configuration),
+        }
+        host = self.docker_host
+        if host is not None and self.executor_type and self.executor_type != host.executor_type:
+            errors["executor_type"] = [
+                f"The job's executor type {self.executor_type!r} does not match host {host.name!r}, "
+                f"which is a {host.executor_type!r} host."
+            ]
+        elif message := _installed_type_error(self.resolved_executor_type()):
+            errors["executor_type"] = [message]
+        if self.environment_template is not None:
+            try:
+                self.environment_template.get_environment_variables()
+            except EnvSyntaxError as exc:
+                errors["environment_template"] = [
+                    f"Environment template {self.environment_template.name!r} is invalid: {exc}"
+                ]
+        field_errors = validation.as_field_errors(errors, "invalid")
+        # Only a job about to be queued needs a live host; editing history must stay possible.
+        if host is not None and self._state.adding:
+            try:
+                validation.check_host_available(host)
+            except ValidationError as exc:
+                field_errors.setdefault("docker_host", []).append(exc)
+        if field_errors:
+            raise ValidationError(field_errors)
+        self._check_policy(source="validation")
+
+    def resolved_executor_type(self) -> str:
+        """Return the executor type this job runs on: its own, its host's, or the configured default."""
+        from container_manager.conf import app_settings
+
+        if self.executor_type:
+            return self.executor_type
+        if self.docker_host is not None:
+            return self.docker_host.executor_type
+        return app_settings().DEFAULT_EXECUTOR_TYPE
+
+    def _check_policy(self, *, source: str) -> None:
+        """Raise a ValidationError listing every policy violation, and log them as a security event."""
+        from container_manager.conf import app_settings
+
+        settings = app_settings()
+        try:
+            spec = self.to_spec(settings)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(
+                f"The job cannot be expressed as a container spec: {exc}", code="invalid_spec"
+            ) from exc
+        host = self.docker_host.to_spec() if self.docker_host is not None else None
+        violations = get_plugin_manager().validate_job(host, spec, settings.policy_limits())
+        if violations:
+            log_policy_rejection(spec, violations, host=host, source=source)
+            raise ValidationError(_violation_errors(violations, _SPEC_TO_MODEL_FIELD))
+
+    # The one way to change status ------------------------------------------------------------------
+
+    def _transition(
+        self,
+        to: JobStatus,
+        *,
+        worker_id: str | None = None,
+        attempt: int | None = None,
+        from_statuses: Iterable[JobStatus] | None = None,
+        **changes: Any,
+    ) -> None:
+        """Move this job to ``to`` with one conditional UPDATE; raise if another writer got there first.
+
+        ``worker_id``/``attempt`` (when given) must still match the row, so a worker that lost its
+        claim cannot write; ``from_statuses`` narrows the legal sources further. ``changes`` may hold
+        expressions (``F("retry_count") + 1``); those fields are re-read. Signals fire after commit.
+        """
+        to = JobStatus(to)
+        sources = sources_of(to)
+        if from_statuses is not None:
+            sources &= frozenset(JobStatus(s) for s in from_statuses)
+        old = self.status
+        query = type(self).objects.filter(pk=self.pk, status__in=sources)
+        if worker_id is not None:
+            query = query.filter(worker_id=worker_id)
+        if attempt is not None:
+            query = query.filter(attempt=attempt)
+        if not sources or not query.update(status=to, **changes):
+            current = type(self).objects.filter(pk=self.pk).values_list("status", flat=True).first()
+            raise InvalidStateTransition(self.pk, current, to)
+        computed = [field for field, value in changes.items() if isinstance(value, Combinable)]
+        for field, value in changes.items():
+            if field not in computed:
+                setattr(self, field, value)
+        if computed:
+            self.refresh_from_db(fields=computed)
+        self.status = to
+        transaction.on_commit(lambda: signals.send_transition(self, old, to))
+
+    def append_event(self, message: str) -> None:
+        """Add a timestamped line to ``docker_log`` (lifecycle events) in the database and in memory."""
+        line = f"{timezone.now().isoformat()} {message}\n"
+        self.docker_log = (self.docker_log or "") + line
+        type(self).objects.filter(pk=self.pk).update(
+            docker_log=Concat(models.F("docker_log"), models.Value(line))
+        )
+
+    # Events a person triggers (admin, API) ---------------------------------------------------------
+
+    def request_cancel(self) -> CancelOutcome:
+        """Cancel a queued job at once, or ask the worker to stop a launching or running one.
+
+        Raises InvalidStateTransition if the job has already finished.
+        """
+        # A worker may claim the job between our read and our write; re-read and decide again.
+        for _try in range(3):
+            now = timezone.now()
+            if self.status in CLAIMABLE_STATUSES:
+                try:
+                    self._transition(
+                        JobStatus.CANCELLED,
+                        from_statuses=CLAIMABLE_STATUSES,
+                        termination_reason=TerminationReason.CANCELLED,
+                        cancel_requested_at=now,
+                        completed_at=now,
+                    )
+                except InvalidStateTransition:
+                    self.refresh_from_db(fields=["status", "cancel_requested_at"])
+                    continue
+                self.append_event("Cancelled before launch.")
+                return CancelOutcome.CANCELLED
+            if self.status in ACTIVE_STATUSES:
+                if self.cancel_requested_at is not None:
+                    return CancelOutcome.REQUESTED
+                requested = (
+                    type(self)
+                    .objects.filter(pk=self.pk, status__in=ACTIVE_STATUSES, cancel_requested_at__isnull=True)
+                    .update(cancel_requested_at=now)
+                )
+                if requested:
+                    self.cancel_requested_at = now
+                    self.append_event("Cancellation requested; the worker will stop the container.")
+                    return CancelOutcome.REQUESTED
+                self.refresh_from_db(fields=["status", "cancel_requested_at"])
+                continue
+            raise InvalidStateTransition(self.pk, self.status, JobStatus.CANCELLED)
+        raise InvalidStateTransition(self.pk, self.status, JobStatus.CANCELLED)
+
+    def requeue(self) -> None:
+        """Put a finished job back in the queue, clearing its results but keeping its history in docker_log.
+
+        Raises InvalidStateTransition unless the job has finished, and HostUnavailable if its host
+        cannot take jobs now.
+        """
+        if self.docker_host is not None:
+            validation.check_host_available(self.docker_host)
+        previous = (
+            f"Re-queued. Previous run: status={self.status} exit_code={self.exit_code} "
+            f"termination_reason={self.termination_reason or '-'} execution_id={self.execution_id or '-'} "
+            f"attempt={self.attempt} stdout_chars={len(self.stdout_log)} stderr_chars={len(self.stderr_log)}"
+        )
+        if self.last_error:
+            previous += f" last_error={self.last_error!r}"
+        line = f"{timezone.now().isoformat()} {previous}\n"
+        # ``attempt`` is kept: it only grows, so a worker still holding an old attempt cannot write.
+        self._transition(
+            JobStatus.PENDING,
+            from_statuses=FINISHED_STATUSES,
+            docker_log=Concat(models.F("docker_log"), models.Value(line)),
+            **_RESULT_RESET,
+        )
+
+    def duplicate(self) -> ContainerJob:
+        """Queue a new PENDING job with the same spec (policy and host checks run again)."""
+        copy = type(self).objects.create_job(
+            self.docker_image,
+            validation.decode_command(self.command, self.command_form) if self.command else None,
+            self.name,
+            environment_template=self.environment_template,
+            environment_vars=dict(self.environment_overrides or {}),
+            memory_limit=self.memory_limit,
+            cpu_limit=self.cpu_limit,
+            timeout_seconds=self.timeout_seconds,
+            pids_limit=self.pids_limit,
+            working_directory=self.working_directory,
+            network_configuration=list(self.network_configuration or []),
+            docker_host=self.docker_host,
+            executor_type=self.executor_type or None,
+            priority=self.priority,
+            max_retries=self.max_retries,
+            user=self.user or None,
+        )
+        copy.append_event(f"Duplicated from job {str(self.pk)!r}.")
+        return copy
+
+
+# What a re-queued job forgets: everything one run produced, and the claim.
+_RESULT_RESET: dict[str, Any] = {
+    "execution_id": "",
+    "exit_code": None,
+    "termination_reason": "",
+    "stdout_log": "",
+    "stderr_log": "",
+    "clean_output": "",
+    "parsed_output": None,
+    "stdout_dropped_bytes": 0,
+    "stderr_dropped_bytes": 0,
+    "max_memory_usage": None,
+    "cpu_usage_percent": None,
+    "launched_at": None,
+    "started_at": None,
+    "completed_at": None,
+    "last_error": "",
+    "worker_id": "",
+    "lease_expires_at": None,
+    "cancel_requested_at": None,
+    "stop_reason": "",
+    "retry_count": 0,
+    "next_attempt_at": None,
+    "interruption_count": 0,
+}

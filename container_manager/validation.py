@@ -1,0 +1,193 @@
+"""Structural checks on job and host fields, shared by model clean() and create_job().
+
+Security rules are not here: they belong to the core policy (run through the plugin manager), so
+every caller of every executor sees the same rules.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ValidationError
+
+from container_manager.exceptions import HostUnavailable
+from container_manager_core.types import CommandForm
+
+if TYPE_CHECKING:
+    from container_manager.models import ExecutorHost
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NETWORK_KEYS = frozenset({"network_name", "aliases"})
+
+
+def encode_command(command: str | Sequence[str] | None) -> tuple[str, str]:
+    """Return ``(stored text, command_form)`` for a shell string or an exec-form list."""
+    if command is None:
+        return "", CommandForm.SHELL.value
+    if isinstance(command, str):
+        return command, CommandForm.SHELL.value
+    if isinstance(command, list | tuple):
+        args = list(command)
+        if not args or not all(isinstance(arg, str) for arg in args):
+            raise ValidationError(
+                {"command": f"An exec-form command is a non-empty list of strings, got {command!r}."},
+                code="command_invalid",
+            )
+        return json.dumps(args), CommandForm.EXEC.value
+    raise ValidationError(
+        {"command": f"A command is a string (shell form) or a list of strings (exec form), got {command!r}."},
+        code="command_invalid",
+    )
+
+
+def decode_command(text: str, form: str) -> str | list[str]:
+    """Return the command as the caller gave it: a string, or a list for exec form."""
+    if form == CommandForm.EXEC.value:
+        args = json.loads(text)
+        if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args):
+            raise ValueError(f"An exec-form command is stored as a JSON list of strings, got {text!r}.")
+        return args
+    return text
+
+
+def command_errors(text: str, form: str) -> list[str]:
+    """Return what is wrong with a stored command and its form."""
+    if form == CommandForm.EXEC.value:
+        try:
+            decode_command(text, form)
+        except ValueError as exc:
+            return [f"{exc}".rstrip(".") + "."]
+    elif form != CommandForm.SHELL.value:
+        return [f"The command form must be 'shell' or 'exec', got {form!r}."]
+    elif "\x00" in text:
+        return ["The command cannot contain NUL bytes."]
+    return []
+
+
+def environment_errors(value: object) -> list[str]:
+    """Return what is wrong with a job's environment overrides (a mapping of names to strings)."""
+    if not isinstance(value, Mapping):
+        return [f"Environment overrides must be a mapping of names to strings, got {type(value).__name__}."]
+    errors = []
+    for key, item in value.items():
+        if not isinstance(key, str) or not ENV_NAME.match(key):
+            errors.append(
+                f"Environment variable name {key!r} must be letters, digits and '_', not starting with a digit."
+            )
+        elif not isinstance(item, str):
+            # Values are not shown: they may be secrets.
+            errors.append(
+                f"Environment variable {key!r} must have a string value, got {type(item).__name__}."
+            )
+    return errors
+
+
+def network_errors(value: object) -> list[str]:
+    """Return what is wrong with a network configuration: a list of ``{"network_name", "aliases"}``."""
+    if not isinstance(value, list):
+        return [f"The network configuration must be a list of objects, got {type(value).__name__}."]
+    errors = []
+    for index, entry in enumerate(value):
+        where = f"Network entry {index}"
+        if not isinstance(entry, Mapping):
+            errors.append(f"{where} must be an object with 'network_name' and 'aliases', got {entry!r}.")
+            continue
+        if extra := set(entry) - _NETWORK_KEYS:
+            errors.append(
+                f"{where} has unknown keys {sorted(map(str, extra))!r}; use 'network_name' and 'aliases'."
+            )
+        name = entry.get("network_name")
+        if not isinstance(name, str) or not name.strip():
+            errors.append(f"{where} needs a non-empty string 'network_name', got {name!r}.")
+        aliases = entry.get("aliases", [])
+        if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
+            errors.append(f"{where} needs 'aliases' to be a list of non-empty strings, got {aliases!r}.")
+    return errors
+
+
+def working_directory_errors(value: str) -> list[str]:
+    """Return what is wrong with a working directory (empty means the image's default)."""
+    if value and not value.startswith("/"):
+        return [f"The working directory must be an absolute path, got {value!r}."]
+    return []
+
+
+def connection_string_errors(host_type: str, value: str) -> list[str]:
+    """Return what is wrong with a connection string for its host type."""
+    if host_type == "api":
+        return []
+    if host_type == "unix":
+        path = value.removeprefix("unix://")
+        if not value.startswith("unix://") or not path.startswith("/") or "\x00" in path:
+            return [
+                f"A unix host needs a connection string like 'unix:///var/run/docker.sock', got {value!r}."
+            ]
+        return []
+    if host_type == "tcp":
+        try:
+            parts = urlsplit(value)
+            port = parts.port
+        except ValueError:
+            port = None
+            parts = None
+        plain = parts is not None and not (
+            parts.path.strip("/") or parts.query or parts.fragment or parts.username
+        )
+        if parts is None or parts.scheme != "tcp" or not parts.hostname or port is None or not plain:
+            return [
+                f"A tcp host needs a connection string like 'tcp://docker.example.com:2376', got {value!r}."
+            ]
+        return []
+    return [f"Unknown host type {host_type!r}."]
+
+
+def tls_errors(host: ExecutorHost) -> dict[str, list[str]]:
+    """Return what is wrong with a host's TLS file settings, by field."""
+    errors: dict[str, list[str]] = {}
+    if not host.tls_enabled:
+        return errors
+    if host.host_type != "tcp":
+        errors.setdefault("tls_enabled", []).append(
+            f"TLS applies to tcp hosts only; host type {host.host_type!r} does not use it."
+        )
+    for field in ("tls_ca_cert", "tls_client_cert", "tls_client_key"):
+        path = getattr(host, field)
+        if path and not path.startswith("/"):
+            errors.setdefault(field, []).append(f"The TLS file path must be absolute, got {path!r}.")
+    if bool(host.tls_client_cert) != bool(host.tls_client_key):
+        errors.setdefault("tls_client_key", []).append(
+            "A TLS client certificate and its key go together: set both or neither."
+        )
+    return errors
+
+
+def unavailable_reason(host: ExecutorHost) -> str | None:
+    """Return why a host cannot take jobs now ("inactive", "unhealthy: ..."), or None if it can."""
+    if not host.is_active:
+        return "inactive"
+    if not host.healthy:
+        error = host.last_health_error.strip().rstrip(".")
+        return f"unhealthy: {error}" if error else "unhealthy"
+    return None
+
+
+def check_host_available(host: ExecutorHost) -> None:
+    """Raise HostUnavailable if ``host`` is inactive or unhealthy."""
+    reason = unavailable_reason(host)
+    if reason is not None:
+        raise HostUnavailable(
+            f"Host {host.name!r} is unavailable ({reason}): do not queue jobs on an unavailable daemon."
+        )
+
+
+def as_field_errors(errors: Mapping[str, list[str]], code: str) -> dict[str, list[ValidationError]]:
+    """Wrap plain messages as ValidationErrors with ``code``, keyed by field."""
+    return {
+        field: [ValidationError(m, code=code) for m in messages]
+        for field, messages in errors.items()
+        if messages
+    }
