@@ -1,0 +1,400 @@
+"""Admin for hosts, environment templates and jobs: health, logs, queue summary, and job events.
+
+Every action calls a model method (request_cancel, requeue, duplicate) or the health helper; the
+admin never assigns a status. Secrets in host configs and job environments are shown masked.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count, Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.functional import Promise
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext_lazy as _
+
+from container_manager.exceptions import InvalidStateTransition
+from container_manager.forms import ContainerJobForm, ExecutorHostForm
+from container_manager.health import check_host
+from container_manager.models import ContainerJob, EnvironmentVariableTemplate, ExecutorHost
+from container_manager.states import ACTIVE_STATUSES, CancelOutcome, JobStatus
+from container_manager_core.envfile import EnvSyntaxError
+from container_manager_core.secrets import redact
+
+if TYPE_CHECKING:
+    _HostAdminBase = admin.ModelAdmin[ExecutorHost]
+    _TemplateAdminBase = admin.ModelAdmin[EnvironmentVariableTemplate]
+    _JobAdminBase = admin.ModelAdmin[ContainerJob]
+else:  # ModelAdmin is generic only in the type stubs.
+    _HostAdminBase = _TemplateAdminBase = _JobAdminBase = admin.ModelAdmin
+
+_STATUS_COLOURS = {
+    JobStatus.PENDING: "#6c757d",
+    JobStatus.LAUNCHING: "#0d6efd",
+    JobStatus.RUNNING: "#0d6efd",
+    JobStatus.RETRYING: "#fd7e14",
+    JobStatus.COMPLETED: "#198754",
+    JobStatus.FAILED: "#dc3545",
+    JobStatus.TIMEOUT: "#dc3545",
+    JobStatus.CANCELLED: "#6c757d",
+}
+
+
+def badge(text: str | Promise, colour: str) -> SafeString:
+    """Return a small coloured label."""
+    return format_html(
+        '<span class="cm-badge" style="background:{};color:#fff;padding:2px 8px;border-radius:8px;'
+        'font-size:11px;white-space:nowrap">{}</span>',
+        colour,
+        text,
+    )
+
+
+def pretty_json(value: Any) -> SafeString:
+    """Return ``value`` as indented JSON in a <pre> block."""
+    return format_html(
+        '<pre class="cm-json">{}</pre>', json.dumps(value, indent=2, sort_keys=True, default=str)
+    )
+
+
+# Hosts -------------------------------------------------------------------------------------------
+
+
+@admin.register(ExecutorHost)
+class ExecutorHostAdmin(_HostAdminBase):
+    form = ExecutorHostForm
+    list_display = [
+        "name",
+        "executor_type",
+        "host_type",
+        "connection_string",
+        "is_active",
+        "health_badge",
+        "last_health_check",
+        "response_time",
+        "load",
+    ]
+    list_filter = ["executor_type", "host_type", "is_active", "healthy"]
+    search_fields = ["name", "connection_string"]
+    actions = ["check_health"]
+    readonly_fields = [
+        "health_badge",
+        "last_health_check",
+        "last_health_error",
+        "health_response_time",
+        "created_at",
+        "updated_at",
+    ]
+    fieldsets = [
+        (None, {"fields": ["name", "executor_type", "host_type", "connection_string", "is_active"]}),
+        (_("Scheduling"), {"fields": ["weight", "max_concurrent_jobs", "auto_pull_images"]}),
+        (
+            _("TLS"),
+            {"fields": ["tls_enabled", "tls_verify", "tls_ca_cert", "tls_client_cert", "tls_client_key"]},
+        ),
+        (_("Plugin settings"), {"fields": ["executor_config"]}),
+        (
+            _("Health"),
+            {"fields": ["health_badge", "last_health_check", "last_health_error", "health_response_time"]},
+        ),
+        (_("Timestamps"), {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ExecutorHost]:
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(active_jobs=Count("jobs", filter=Q(jobs__status__in=ACTIVE_STATUSES)))
+        )
+
+    @admin.display(description=_("Health"), ordering="healthy")
+    def health_badge(self, host: ExecutorHost) -> SafeString:
+        if host.last_health_check is None:
+            return badge(_("unchecked"), "#6c757d")
+        if host.healthy:
+            return badge(_("healthy"), "#198754")
+        return format_html("{} {}", badge(_("unhealthy"), "#dc3545"), host.last_health_error)
+
+    @admin.display(description=_("Response"), ordering="health_response_time")
+    def response_time(self, host: ExecutorHost) -> str:
+        if host.health_response_time is None:
+            return "-"
+        return f"{host.health_response_time * 1000:.0f} ms"
+
+    @admin.display(description=_("Running / capacity"), ordering="active_jobs")
+    def load(self, host: ExecutorHost) -> str:
+        return f"{getattr(host, 'active_jobs', 0)} / {host.max_concurrent_jobs}"
+
+    @admin.action(description=_("Check health of selected hosts"), permissions=["change"])
+    def check_health(self, request: HttpRequest, queryset: QuerySet[ExecutorHost]) -> None:
+        for host in queryset:
+            status = check_host(host)
+            if status.healthy:
+                self.message_user(
+                    request, f"{host.name}: healthy ({status.response_time * 1000:.0f} ms).", messages.SUCCESS
+                )
+            else:
+                self.message_user(request, f"{host.name}: unhealthy: {status.error}", messages.ERROR)
+
+
+# Environment templates ---------------------------------------------------------------------------
+
+
+@admin.register(EnvironmentVariableTemplate)
+class EnvironmentVariableTemplateAdmin(_TemplateAdminBase):
+    list_display = ["name", "description", "variable_names", "updated_at"]
+    search_fields = ["name", "description"]
+    readonly_fields = ["created_at", "updated_at"]
+
+    @admin.display(description=_("Variables"))
+    def variable_names(self, template: EnvironmentVariableTemplate) -> str:
+        # Names only: values may be secrets.
+        try:
+            return ", ".join(template.get_environment_variables()) or "-"
+        except EnvSyntaxError as exc:
+            return f"invalid: {exc}"
+
+
+# Jobs --------------------------------------------------------------------------------------------
+
+
+@admin.register(ContainerJob)
+class ContainerJobAdmin(_JobAdminBase):
+    form = ContainerJobForm
+    list_display = [
+        "job_name",
+        "status_badge",
+        "docker_host",
+        "docker_image",
+        "created_at",
+        "duration_display",
+        "exit_code",
+    ]
+    list_filter = ["status", "docker_host", "docker_image"]
+    search_fields = ["name", "id", "docker_image", "command"]
+    list_select_related = ["docker_host"]
+    date_hierarchy = "created_at"
+    actions = ["cancel_jobs", "retry_jobs", "duplicate_jobs"]
+    _state_fields = [
+        "status_badge",
+        "termination_reason",
+        "exit_code",
+        "execution_id",
+        "worker_id",
+        "attempt",
+        "retry_count",
+        "next_attempt_at",
+        "cancel_requested_at",
+        "created_at",
+        "launched_at",
+        "started_at",
+        "completed_at",
+        "duration_display",
+        "last_error",
+        "logs_link",
+    ]
+    readonly_fields = [*_state_fields, "environment_overrides_masked"]
+
+    def get_fieldsets(self, request: HttpRequest, obj: ContainerJob | None = None) -> Any:
+        # A read-only page renders raw field values; show the masked environment there instead.
+        editable = self.has_change_permission(request, obj) if obj is not None else True
+        env_field = "environment_overrides" if editable else "environment_overrides_masked"
+        fieldsets: list[tuple[Any, dict[str, Any]]] = [
+            (
+                None,
+                {"fields": ["name", "docker_image", "command", "command_form", "working_directory", "user"]},
+            ),
+            (
+                _("Placement"),
+                {"fields": ["executor_type", "docker_host", "priority", "scheduled_for", "max_retries"]},
+            ),
+            (_("Environment"), {"fields": ["environment_template", env_field, "network_configuration"]}),
+            (_("Limits"), {"fields": ["memory_limit", "cpu_limit", "pids_limit", "timeout_seconds"]}),
+        ]
+        if obj is not None:
+            fieldsets.append((_("State"), {"fields": self._state_fields}))
+        return fieldsets
+
+    def has_change_permission(self, request: HttpRequest, obj: ContainerJob | None = None) -> bool:
+        # Only a queued job may be edited; use "retry" or "duplicate" for the others.
+        if obj is not None and obj.status != JobStatus.PENDING:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        from container_manager.conf import app_settings
+
+        settings = app_settings()
+        return {
+            "memory_limit": settings.DEFAULT_MEMORY_LIMIT_MB,
+            "cpu_limit": settings.DEFAULT_CPU_LIMIT,
+            "pids_limit": settings.DEFAULT_PIDS_LIMIT,
+            "timeout_seconds": settings.DEFAULT_TIMEOUT_SECONDS,
+            "user": settings.DEFAULT_USER,
+            **super().get_changeform_initial_data(request),
+        }
+
+    def get_urls(self) -> list[URLPattern]:
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "queue-summary/",
+                self.admin_site.admin_view(self.queue_summary_view),
+                name="{}_{}_queue_summary".format(*info),
+            ),
+            path(
+                "<path:object_id>/logs/",
+                self.admin_site.admin_view(self.logs_view),
+                name="{}_{}_logs".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    # Columns and read-only fields
+
+    @admin.display(description=_("Job"), ordering="name")
+    def job_name(self, job: ContainerJob) -> str:
+        return job.name or str(job.id)[:8]
+
+    @admin.display(description=_("Status"), ordering="status")
+    def status_badge(self, job: ContainerJob) -> SafeString:
+        label = badge(job.get_status_display(), _STATUS_COLOURS.get(JobStatus(job.status), "#6c757d"))
+        if job.cancel_requested_at is not None and not job.is_finished:
+            return format_html("{} {}", label, badge(_("cancel requested"), "#fd7e14"))
+        return label
+
+    @admin.display(description=_("Duration"))
+    def duration_display(self, job: ContainerJob) -> str:
+        duration = job.duration
+        if duration is None:
+            return "-"
+        seconds = duration.total_seconds()
+        return f"{seconds:.1f} s" if seconds < 120 else f"{int(seconds // 60)} min {int(seconds % 60)} s"
+
+    @admin.display(description=_("Environment overrides"))
+    def environment_overrides_masked(self, job: ContainerJob) -> SafeString:
+        return pretty_json(redact(job.environment_overrides or {}))
+
+    @admin.display(description=_("Logs"))
+    def logs_link(self, job: ContainerJob) -> SafeString:
+        url = reverse(
+            "admin:container_manager_containerjob_logs", args=[job.pk], current_app=self.admin_site.name
+        )
+        return format_html('<a href="{}">{}</a>', url, _("View stdout, stderr and events"))
+
+    # Views
+
+    def logs_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Show a job's stdout and stderr apart, its parsed output, and its lifecycle events."""
+        job = self.get_object(request, object_id)
+        if job is None:
+            raise Http404(f"No job with id {object_id!r}.")
+        if not self.has_view_or_change_permission(request, job):
+            raise PermissionDenied
+        parsed = (
+            None if job.parsed_output is None else json.dumps(job.parsed_output, indent=2, sort_keys=True)
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Logs of %(job)s") % {"job": job},
+            "job": job,
+            "status_badge": self.status_badge(job),
+            "parsed_output": parsed,
+        }
+        return TemplateResponse(request, "admin/container_manager/containerjob/logs.html", context)
+
+    def queue_summary_view(self, request: HttpRequest) -> HttpResponse:
+        """Show job counts by status and each host's running jobs against its capacity."""
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        counts = dict(
+            ContainerJob.objects.values_list("status").annotate(n=Count("pk")).values_list("status", "n")
+        )
+        by_status = [
+            {"status": status, "label": status.label, "count": counts.get(status.value, 0)}
+            for status in JobStatus
+        ]
+        hosts = ExecutorHost.objects.annotate(
+            active_jobs=Count("jobs", filter=Q(jobs__status__in=ACTIVE_STATUSES)),
+            queued_jobs=Count("jobs", filter=Q(jobs__status__in=[JobStatus.PENDING, JobStatus.RETRYING])),
+        ).order_by("name")
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Queue summary"),
+            "by_status": by_status,
+            "total": sum(counts.values()),
+            "unassigned_queued": ContainerJob.objects.filter(
+                docker_host__isnull=True, status__in=[JobStatus.PENDING, JobStatus.RETRYING]
+            ).count(),
+            "hosts": [
+                {
+                    "host": host,
+                    "active": host.active_jobs,
+                    "queued": host.queued_jobs,
+                    "capacity": host.max_concurrent_jobs,
+                    "full": host.active_jobs >= host.max_concurrent_jobs,
+                }
+                for host in hosts
+            ],
+        }
+        return TemplateResponse(request, "admin/container_manager/containerjob/queue_summary.html", context)
+
+    # Actions: each calls the model's event method and reports what it could not do.
+
+    @admin.action(description=_("Cancel selected jobs"), permissions=["change"])
+    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[ContainerJob]) -> None:
+        outcomes = {CancelOutcome.CANCELLED: 0, CancelOutcome.REQUESTED: 0}
+        for job in queryset:
+            try:
+                outcomes[job.request_cancel()] += 1
+            except InvalidStateTransition:
+                self.message_user(
+                    request, f"{job}: already {job.get_status_display().lower()}.", messages.WARNING
+                )
+        if outcomes[CancelOutcome.CANCELLED]:
+            self.message_user(
+                request, f"Cancelled {outcomes[CancelOutcome.CANCELLED]} queued job(s).", messages.SUCCESS
+            )
+        if outcomes[CancelOutcome.REQUESTED]:
+            self.message_user(
+                request,
+                f"Asked the worker to stop {outcomes[CancelOutcome.REQUESTED]} running job(s).",
+                messages.SUCCESS,
+            )
+
+    @admin.action(description=_("Retry selected finished jobs"), permissions=["change"])
+    def retry_jobs(self, request: HttpRequest, queryset: QuerySet[ContainerJob]) -> None:
+        done = 0
+        for job in queryset:
+            try:
+                job.requeue()
+            except InvalidStateTransition:
+                self.message_user(request, f"{job}: only a finished job can be retried.", messages.WARNING)
+            except ValidationError as exc:
+                self.message_user(request, f"{job}: {' '.join(exc.messages)}", messages.ERROR)
+            else:
+                done += 1
+        if done:
+            self.message_user(request, f"Re-queued {done} job(s).", messages.SUCCESS)
+
+    @admin.action(description=_("Duplicate selected jobs"), permissions=["add"])
+    def duplicate_jobs(self, request: HttpRequest, queryset: QuerySet[ContainerJob]) -> None:
+        done = 0
+        for job in queryset:
+            try:
+                job.duplicate()
+            except ValidationError as exc:
+                self.message_user(request, f"{job}: {' '.join(exc.messages)}", messages.ERROR)
+            else:
+                done += 1
+        if done:
+            self.message_user(request, f"Queued {done} duplicate job(s).", messages.SUCCESS)
