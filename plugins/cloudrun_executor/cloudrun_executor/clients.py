@@ -66,7 +66,7 @@ def _local_clients(config: CloudRunConfig) -> CloudRunClients:
     if config.api_endpoint is None:
         raise ConfigError("Anonymous credentials need an api_endpoint on the loopback interface.")
     run_channel = grpc.insecure_channel(config.api_endpoint)
-    logging_endpoint = config.effective_logging_endpoint or config.api_endpoint
+    logging_endpoint = config.logging_endpoint or config.api_endpoint
     log_channel = (
         run_channel if logging_endpoint == config.api_endpoint else grpc.insecure_channel(logging_endpoint)
     )

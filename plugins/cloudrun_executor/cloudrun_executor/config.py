@@ -91,13 +91,6 @@ class CloudRunConfig:
             return self.vpc_connector
         return f"{self.location}/connectors/{self.vpc_connector}"
 
-    @property
-    def effective_logging_endpoint(self) -> str | None:
-        """Return the Logging endpoint: explicit, else the API endpoint for a loopback fake, else Google's."""
-        if self.logging_endpoint is not None:
-            return self.logging_endpoint
-        return self.api_endpoint if self.anonymous else None
-
 
 def load_config(host: HostSpec) -> CloudRunConfig:
     """Return the host's typed configuration; raise :class:`ConfigError` listing every problem."""

@@ -89,7 +89,7 @@ class CloudRunExecutor(ExecutorPlugin):
         path = job_path(config.location, name)
         calls = _call_options(config)
         try:
-            existing = self._ensure_job(config, clients, job, name)
+            existing = self._ensure_job(config, clients, job, name, calls)
             if existing is not None:
                 return Execution(existing, adopted=True)
             started = clients.jobs.run_job(request=run_v2.RunJobRequest(name=path), **calls)
@@ -109,11 +109,10 @@ class CloudRunExecutor(ExecutorPlugin):
         return Execution(newest[-1].name)
 
     def _ensure_job(
-        self, config: CloudRunConfig, clients: CloudRunClients, job: JobSpec, name: str
+        self, config: CloudRunConfig, clients: CloudRunClients, job: JobSpec, name: str, calls: dict[str, Any]
     ) -> str | None:
         """Create or update the job's Cloud Run job; return an existing execution's name to adopt."""
         path = job_path(config.location, name)
-        calls = _call_options(config)
         desired = build_job(job, config)
         try:
             clients.jobs.get_job(name=path, **calls)
@@ -172,8 +171,8 @@ class CloudRunExecutor(ExecutorPlugin):
         return ResourceUsage()
 
     def stop(self, host: HostSpec, execution_id: str, *, grace_seconds: float) -> bool:
-        # Cloud Run sends SIGTERM and kills the container 10 seconds later; the grace period is
-        # not configurable there, so grace_seconds cannot be honoured.
+        # Cancelling sends SIGTERM and kills the container after a grace period Cloud Run fixes
+        # itself, so grace_seconds cannot be honoured.
         config, clients, _name, execution = self._existing(host, execution_id)
         if execution_state(execution) is ExecutionState.EXITED:
             return False
