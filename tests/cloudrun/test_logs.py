@@ -11,6 +11,7 @@ import pytest
 from cloudrun_executor.logs import format_timestamp, log_filter
 from cloudrun_executor.naming import ExecutionName
 from cloudrun_executor.plugin import CloudRunExecutor
+from proto.datetime_helpers import DatetimeWithNanoseconds
 
 from container_manager_core.errors import ExecutorError
 from container_manager_core.logtext import strip_timestamps
@@ -118,7 +119,5 @@ def test_filter_selects_one_executions_stdout_and_stderr_since_its_creation() ->
 
 
 def test_timestamps_keep_nanoseconds() -> None:
-    from proto.datetime_helpers import DatetimeWithNanoseconds
-
     moment = DatetimeWithNanoseconds(2026, 1, 2, 3, 4, 5, nanosecond=123456789, tzinfo=UTC)
     assert format_timestamp(moment) == "2026-01-02T03:04:05.123456789Z"
