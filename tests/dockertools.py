@@ -27,6 +27,9 @@ _SCRATCH_DOCKERFILE = """\
 FROM scratch
 COPY busybox /bin/busybox
 RUN ["/bin/busybox", "--install", "-s", "/bin"]
+# Like real base images: runc copies an existing mount point's mode onto a tmpfs mounted over it,
+# and the engine creates a missing working directory as 0755 first, so /tmp must exist as 1777.
+RUN ["/bin/busybox", "mkdir", "-m", "1777", "/tmp"]
 USER 1001:1001
 """
 _PULLED_DOCKERFILE = """\

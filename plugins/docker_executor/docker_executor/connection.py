@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -13,7 +14,7 @@ import docker.constants
 import docker.tls
 import docker.utils
 
-from container_manager_core.errors import ExecutorError
+from container_manager_core.errors import ExecutorError, ExecutorUnavailable
 from container_manager_core.types import HostSpec, TlsSettings
 
 DEFAULT_BASE_URL = "unix:///var/run/docker.sock"
@@ -83,6 +84,11 @@ def tls_config(tls: TlsSettings) -> docker.tls.TLSConfig:
 
 def open_client(key: ConnectionKey) -> docker.DockerClient:
     """Connect to the engine with an explicit API version and environment-proof TLS."""
+    socket_path = key.base_url.removeprefix("unix://")
+    if socket_path != key.base_url and not os.path.exists(socket_path):
+        # Checked here because docker-py leaks the socket of a failed unix connect (docker-py #3356),
+        # and "no socket" is the clearer message for an engine that is not running.
+        raise ExecutorUnavailable(f"Docker host {key.host_name!r} has no engine socket at {socket_path!r}.")
     tls: docker.tls.TLSConfig | bool = False if key.tls is None else tls_config(key.tls)
     version = key.api_version or _negotiate_version(key, tls)
     # An explicit version means docker-py makes no request in the constructor, so trust_env is off

@@ -85,8 +85,8 @@ def payload_violations(config: Mapping[str, Any]) -> Iterator[Violation]:
     for key in ("Devices", "DeviceRequests", "DeviceCgroupRules"):
         if hc.get(key):
             yield _v("devices", f"The container would get host devices via {key}={hc[key]!r}.", key)
-    if not hc.get("ReadonlyRootfs"):
-        yield _v("writable-root", "The container's root filesystem would be writable.", "ReadonlyRootfs")
+    # A writable root is not checked here: it breaks no isolation, and the policy may allow it
+    # (PolicyLimits.allow_writable_root), which this plugin cannot see.
 
 
 def _v(code: str, message: str, field: str) -> Violation:

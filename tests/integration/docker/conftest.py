@@ -7,14 +7,15 @@ label when the test ends, so no more than a test's own few containers ever exist
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import docker
 import pytest
-
-from container_manager_core.types import Command, HostSpec, JobSpec
 from docker_executor.plugin import DockerExecutor
+
+from container_manager_core.types import Command, ExecutionState, ExecutionStatus, HostSpec, JobSpec
 from tests.dockertools import RUN_ID, TEST_LABEL, build_test_image, docker_client_or_fail, remove_labelled
 
 BASE_URL = "unix:///var/run/docker.sock"
@@ -60,6 +61,19 @@ def docker_host() -> HostSpec:
 def executor() -> DockerExecutor:
     """Return a fresh executor, so per-process records (stops, samples) never leak between tests."""
     return DockerExecutor()
+
+
+def wait_exited(
+    executor: DockerExecutor, host: HostSpec, execution_id: str, timeout: float = 30
+) -> ExecutionStatus:
+    """Wait (on the engine's events) until the execution exits; fail the test after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if executor.wait(host, [execution_id], timeout=min(5.0, deadline - time.monotonic())):
+            status = executor.status(host, execution_id)
+            if status.state is ExecutionState.EXITED:
+                return status
+    pytest.fail(f"Execution {execution_id!r} did not exit within {timeout} s.")
 
 
 def unique_job_id(prefix: str = "job") -> str:

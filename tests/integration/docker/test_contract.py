@@ -25,7 +25,9 @@ class TestDockerContract(ExecutorContract):
 
     @pytest.fixture
     def contract_job(self, make_job: JobMaker) -> JobFactory:
-        def factory(*, stdout: str = "", stderr: str = "", exit_code: int = 0, duration: float = 0.0) -> JobSpec:
+        def factory(
+            *, stdout: str = "", stderr: str = "", exit_code: int = 0, duration: float = 0.0
+        ) -> JobSpec:
             env = {
                 "CM_STDOUT": stdout,
                 "CM_STDERR": stderr,

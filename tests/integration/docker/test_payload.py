@@ -9,17 +9,19 @@ import copy
 from typing import Any
 
 import pytest
-
-from container_manager_core.errors import LaunchFailed, PolicyViolationError
-from container_manager_core.types import Command, HostSpec, JobSpec, Mount, NetworkAttachment, TmpfsMount
 from docker_executor.guard import check_create_payload, payload_violations
 from docker_executor.naming import container_name
 from docker_executor.payload import build_create_payload
 
+from container_manager_core.errors import LaunchFailed, PolicyViolationError
+from container_manager_core.types import Command, HostSpec, JobSpec, Mount, NetworkAttachment, TmpfsMount
+
 pytestmark = pytest.mark.docker
 
 API = "1.41"
-HOST = HostSpec("h1", "docker", "unix:///var/run/docker.sock", config={"log_max_size": "5m", "log_max_file": 2})
+HOST = HostSpec(
+    "h1", "docker", "unix:///var/run/docker.sock", config={"log_max_size": "5m", "log_max_file": 2}
+)
 
 
 def job(**overrides: Any) -> JobSpec:
@@ -94,9 +96,14 @@ def test_shell_command_runs_through_sh() -> None:
     ("config", "mode", "expected"),
     [({}, None, "bridge"), ({"default_network": "jobs-net"}, None, "jobs-net"), ({}, "none", "none")],
 )
-def test_network_mode_defaults_to_the_host_setting(config: dict[str, str], mode: str | None, expected: str) -> None:
+def test_network_mode_defaults_to_the_host_setting(
+    config: dict[str, str], mode: str | None, expected: str
+) -> None:
     host = HostSpec("h1", "docker", config=config)
-    assert build_create_payload(host, job(network_mode=mode), API).config["HostConfig"]["NetworkMode"] == expected
+    assert (
+        build_create_payload(host, job(network_mode=mode), API).config["HostConfig"]["NetworkMode"]
+        == expected
+    )
 
 
 def test_networks_create_on_the_first_and_join_the_rest() -> None:
@@ -117,7 +124,12 @@ def test_network_mode_and_networks_together_are_refused() -> None:
 def test_bind_mounts_are_translated_read_only() -> None:
     payload = build_create_payload(HOST, job(mounts=(Mount("/srv/data", "/data"),)), API)
     [mount] = payload.config["HostConfig"]["Mounts"]
-    assert (mount["Type"], mount["Source"], mount["Target"], mount["ReadOnly"]) == ("bind", "/srv/data", "/data", True)
+    assert (mount["Type"], mount["Source"], mount["Target"], mount["ReadOnly"]) == (
+        "bind",
+        "/srv/data",
+        "/data",
+        True,
+    )
     assert list(payload_violations(payload.config)) == []
 
 
@@ -149,7 +161,10 @@ DANGEROUS: dict[str, tuple[Any, str]] = {
     "host userns": (_set("HostConfig.UsernsMode", "host"), "payload.host-namespace"),
     "host uts": (_set("HostConfig.UTSMode", "host"), "payload.host-namespace"),
     "other container's pid": (_set("HostConfig.PidMode", "container:abc"), "payload.shared-namespace"),
-    "docker socket bind": (_set("HostConfig.Binds", ["/var/run/docker.sock:/var/run/docker.sock"]), "payload.system-mount"),
+    "docker socket bind": (
+        _set("HostConfig.Binds", ["/var/run/docker.sock:/var/run/docker.sock"]),
+        "payload.system-mount",
+    ),
     "root bind": (_set("HostConfig.Binds", ["/:/host:ro"]), "payload.system-mount"),
     "etc bind": (_set("HostConfig.Binds", ["/etc/../etc:/x"]), "payload.system-mount"),
     "parent of the socket": (_set("HostConfig.Binds", ["/var:/x"]), "payload.system-mount"),
@@ -183,8 +198,10 @@ DANGEROUS: dict[str, tuple[Any, str]] = {
     "devices": (_set("HostConfig.Devices", [{"PathOnHost": "/dev/sda"}]), "payload.devices"),
     "gpu request": (_set("HostConfig.DeviceRequests", [{"Count": -1}]), "payload.devices"),
     "oom killer off": (_set("HostConfig.OomKillDisable", True), "payload.oom-kill-disabled"),
-    "writable root": (_set("HostConfig.ReadonlyRootfs", False), "payload.writable-root"),
-    "unbounded logs": (_set("HostConfig.LogConfig", {"Type": "json-file", "Config": {}}), "payload.unbounded-logs"),
+    "unbounded logs": (
+        _set("HostConfig.LogConfig", {"Type": "json-file", "Config": {}}),
+        "payload.unbounded-logs",
+    ),
     "volumes from": (_set("HostConfig.VolumesFrom", ["other"]), "payload.volumes-from"),
 }
 
@@ -201,7 +218,9 @@ def test_recheck_refuses_a_dangerous_create_body(name: str) -> None:
 
 def test_recheck_reads_what_a_dangerous_spec_translates_to() -> None:
     # The translation is faithful, so a spec that slipped past the policy is caught on the payload.
-    reckless = job(privileged=True, cap_add=("NET_ADMIN",), user="0", pid_mode="host", no_new_privileges=False)
+    reckless = job(
+        privileged=True, cap_add=("NET_ADMIN",), user="0", pid_mode="host", no_new_privileges=False
+    )
     with pytest.raises(PolicyViolationError) as raised:
         check_create_payload(build_create_payload(HOST, reckless, API).config)
     codes = {v.code for v in raised.value.violations}
@@ -214,9 +233,20 @@ def test_recheck_reads_what_a_dangerous_spec_translates_to() -> None:
     }
 
 
+def test_recheck_leaves_a_writable_root_to_the_policy() -> None:
+    # The policy may allow it (allow_writable_root); the plugin only translates the decision.
+    config = build_create_payload(HOST, job(read_only_root=False), API).config
+    assert config["HostConfig"]["ReadonlyRootfs"] is False
+    check_create_payload(config)
+
+
 def test_recheck_lists_every_problem_at_once() -> None:
     config = copy.deepcopy(build_create_payload(HOST, job(), API).config)
     config["HostConfig"].update(Privileged=True, PidsLimit=None, Memory=None)
     violations = list(payload_violations(config))
-    assert {v.code for v in violations} == {"payload.privileged", "payload.no-pids-limit", "payload.no-memory-limit"}
+    assert {v.code for v in violations} == {
+        "payload.privileged",
+        "payload.no-pids-limit",
+        "payload.no-memory-limit",
+    }
     assert all(v.message.endswith(".") for v in violations)

@@ -1,0 +1,62 @@
+"""A log flood is capped to head and tail with the dropped bytes counted, in bounded memory."""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+
+import docker
+import pytest
+from docker_executor.plugin import DockerExecutor
+
+from container_manager_core.logtext import truncation_notice
+from container_manager_core.types import HostSpec
+from tests.integration.docker.conftest import JobMaker, wait_exited
+
+pytestmark = pytest.mark.docker
+
+LINES = 50_000
+LINE = "x" * 999 + "\n"  # 1000 bytes, so the flood is exactly 50 MB
+HEAD, TAIL = "HEAD-MARKER\n", "TAIL-MARKER\n"
+CAP = 1024 * 1024
+
+
+def test_fifty_megabyte_flood_is_capped_head_and_tail(
+    executor: DockerExecutor, docker_host: HostSpec, docker_client: docker.DockerClient, make_job: JobMaker
+) -> None:
+    # Engine log files big enough to hold the whole flood, so the true head is still there to keep.
+    host = HostSpec(
+        docker_host.name,
+        "docker",
+        docker_host.connection_string,
+        config={**docker_host.config, "log_cap_bytes": CAP, "log_max_size": "30m", "log_max_file": 3},
+    )
+    script = (
+        f"printf '{HEAD[:-1]}\\n'; L=$(head -c 999 /dev/zero | tr '\\0' x); "
+        f"yes \"$L\" | head -n {LINES}; printf '{TAIL[:-1]}\\n'; echo only-stderr >&2"
+    )
+    execution = executor.launch(host, make_job(script))
+    wait_exited(executor, host, execution.execution_id, timeout=60)
+    log_config = docker_client.api.inspect_container(execution.execution_id)["HostConfig"]["LogConfig"]
+    assert log_config["Config"] == {"max-size": "30m", "max-file": "3"}
+
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        logs = executor.logs(host, execution.execution_id, timestamps=False)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    elapsed = time.monotonic() - started
+
+    total = len(HEAD) + LINES * len(LINE) + len(TAIL)
+    assert logs.stdout_dropped_bytes == total - CAP
+    assert logs.stderr_dropped_bytes == 0
+    assert logs.stderr == "only-stderr\n"
+    assert logs.stdout.startswith(HEAD + LINE)
+    assert logs.stdout.endswith(LINE + TAIL)
+    assert truncation_notice(total - CAP) in logs.stdout
+    assert len(logs.stdout) == CAP + len(truncation_notice(total - CAP))
+    # Streamed, not buffered: the peak is a few copies of the 1 MiB cap, never the 50 MB flood.
+    assert peak < 8 * CAP, f"reading the logs peaked at {peak} bytes"
+    assert elapsed < 30
