@@ -355,7 +355,7 @@ class ContainerJob(models.Model):
             timeout_seconds=self.timeout_seconds,
             stop_grace_seconds=settings.STOP_GRACE_SECONDS,
             # The attrs plugin types the core's ``converter=tuple`` as Iterable[_T_co], which nothing matches.
-            networks=networks,  # type: ignore[arg-type]
+            networks=networks,
             network_mode=settings.DEFAULT_NETWORK_MODE if not self.network_configuration else None,
             labels={MANAGED_LABEL: "true", JOB_ID_LABEL: str(self.id), ATTEMPT_LABEL: str(self.attempt)},
         )

@@ -41,6 +41,18 @@ def _str_tuple(value: Iterable[str] | None) -> tuple[str, ...]:
     return tuple(value or ())
 
 
+def _networks(value: Iterable[NetworkAttachment]) -> tuple[NetworkAttachment, ...]:
+    return tuple(value)
+
+
+def _tmpfs_mounts(value: Iterable[TmpfsMount]) -> tuple[TmpfsMount, ...]:
+    return tuple(value)
+
+
+def _mounts(value: Iterable[Mount]) -> tuple[Mount, ...]:
+    return tuple(value)
+
+
 def _absolute_path(_instance: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
     if value is not None and not _ABSOLUTE_PATH.match(value):
         raise ValueError(f"{attribute.name} must be an absolute path, got {value!r}.")
@@ -148,12 +160,12 @@ class JobSpec:
     pids_limit: int | None = attrs.field(default=None, validator=_positive)
     timeout_seconds: int | None = attrs.field(default=None, validator=_positive)
     stop_grace_seconds: int = 10
-    networks: tuple[NetworkAttachment, ...] = attrs.field(default=(), converter=tuple)
+    networks: tuple[NetworkAttachment, ...] = attrs.field(default=(), converter=_networks)
     network_mode: str | None = None  # None: the host's default (bridge); "none" isolates.
     labels: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_str_map)
     read_only_root: bool = True
-    tmpfs: tuple[TmpfsMount, ...] = attrs.field(default=DEFAULT_TMPFS, converter=tuple)
-    mounts: tuple[Mount, ...] = attrs.field(default=(), converter=tuple)
+    tmpfs: tuple[TmpfsMount, ...] = attrs.field(default=DEFAULT_TMPFS, converter=_tmpfs_mounts)
+    mounts: tuple[Mount, ...] = attrs.field(default=(), converter=_mounts)
     privileged: bool = False
     cap_add: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
     no_new_privileges: bool = True
