@@ -90,7 +90,8 @@ def test_a_container_left_created_is_started_once_when_stale(
     # A launcher that crashed between create and start leaves a "created" container behind.
     job = make_job("echo late start")
     payload = build_create_payload(docker_host, job, docker_client.api.api_version)
-    orphan = docker_client.api.create_container_from_config(payload.config, name=payload.name)["Id"]
+    created = docker_client.api.create_container_from_config(payload.config, name=payload.name)  # type: ignore[no-untyped-call]  # untyped in docker-stubs
+    orphan = created["Id"]
     # Young: another launcher may be about to start it, so the adopter leaves it alone.
     adopted = executor.launch(docker_host, job)
     assert (adopted.execution_id, adopted.adopted) == (orphan, True)

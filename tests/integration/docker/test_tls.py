@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import attrs
 import docker
@@ -32,7 +33,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 START_TIMEOUT = 40.0
 
 
-def _missing(message: str) -> None:
+def _missing(message: str) -> NoReturn:
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
