@@ -7,35 +7,16 @@ produce a privileged, unlimited or host-sharing container.
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from container_manager_core import policy
 from container_manager_core.errors import PolicyViolationError
 from container_manager_core.types import Violation
 
-# Host paths a container must never see: the engine socket, the host's system trees and engine state.
-SYSTEM_PATHS = (
-    "/bin",
-    "/boot",
-    "/dev",
-    "/etc",
-    "/lib",
-    "/lib32",
-    "/lib64",
-    "/proc",
-    "/root",
-    "/run",
-    "/sbin",
-    "/sys",
-    "/usr",
-    "/var/lib/docker",
-    "/var/lib/containerd",
-    "/var/run",
-    "/var/run/docker.sock",
-    "/run/docker.sock",
-    "/run/containerd",
-)
+# The policy's system paths, plus engine state it does not list: a bind of any of these, or of a
+# parent of one (binding /var exposes /var/run/docker.sock), would hand the host to the job.
+SYSTEM_PATHS = (*policy.SYSTEM_PATHS, "/var/lib/containerd", "/run/containerd", "/lib32")
 _HOST_SHARING_KEYS = ("NetworkMode", "PidMode", "IpcMode", "UTSMode", "UsernsMode", "CgroupnsMode")
 _NAMESPACE_JOINING_KEYS = ("PidMode", "IpcMode")
 # Written "key=value" or "key:value" (the older form); compared after normalising to "=".
@@ -94,14 +75,12 @@ def _v(code: str, message: str, field: str) -> Violation:
 
 
 def _is_dangerous_source(source: str) -> bool:
-    path = posixpath.normpath(source) if source.startswith("/") else source
-    if path == "/" or path.endswith("docker.sock"):
+    if not source.startswith("/"):
+        return False  # a named volume, not a host path
+    path = policy.normalise_path(source).lower()
+    if path == "/" or path.endswith(policy.ENGINE_SOCKETS):
         return True
-    for system in SYSTEM_PATHS:
-        # Inside a system tree, or a parent of one (binding /var exposes /var/run/docker.sock).
-        if path == system or path.startswith(system + "/") or system.startswith(path + "/"):
-            return True
-    return False
+    return any(policy.is_within(path, system) or policy.is_within(system, path) for system in SYSTEM_PATHS)
 
 
 def _mount_violations(hc: Mapping[str, Any]) -> Iterator[Violation]:
