@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import subprocess
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -104,3 +107,27 @@ def remove_labelled(client: docker.DockerClient, run_id: str) -> int:
         except docker.errors.NotFound:
             continue
     return removed
+
+
+@contextlib.contextmanager
+def private_bridge() -> Iterator[str]:
+    """Create a bridge of its own for a second, test-only dockerd; yield its name, delete it after.
+
+    A second dockerd started with ``--bridge=none`` deletes the host's ``docker0`` (moby removes the
+    default bridge interface when the bridge network is disabled), which breaks the main daemon's
+    bridged containers until it restarts. A dedicated bridge with a link-local address avoids that.
+    """
+    suffix = uuid.uuid4().hex[:8]
+    name = f"cmt{suffix}"  # interface names are capped at 15 characters
+    octet = 1 + int(suffix, 16) % 254
+    commands = (
+        ["ip", "link", "add", name, "type", "bridge"],
+        ["ip", "addr", "add", f"169.254.{octet}.1/24", "dev", name],
+        ["ip", "link", "set", name, "up"],
+    )
+    try:
+        for command in commands:
+            subprocess.run(command, check=True, capture_output=True, timeout=30)
+        yield name
+    finally:
+        subprocess.run(["ip", "link", "delete", name], check=False, capture_output=True, timeout=30)

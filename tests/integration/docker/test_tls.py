@@ -26,7 +26,7 @@ import requests.exceptions
 from docker_executor.plugin import DockerExecutor
 
 from container_manager_core.types import HostSpec, TlsSettings
-from tests.dockertools import RUN_ID
+from tests.dockertools import RUN_ID, private_bridge
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -121,7 +121,7 @@ def tls_daemon() -> Iterator[TlsDaemon]:
             f"The TLS tests need dockerd and openssl on PATH (dockerd={dockerd!r}, openssl={openssl!r})."
         )
     # A short root: containerd's unix sockets live under the exec root and paths are capped at 108 bytes.
-    with tempfile.TemporaryDirectory(prefix="cmtls-", dir="/tmp") as root_dir:
+    with tempfile.TemporaryDirectory(prefix="cmtls-", dir="/tmp") as root_dir, private_bridge() as bridge:
         root = Path(root_dir)
         certs = root / "certs"
         certs.mkdir()
@@ -147,7 +147,7 @@ def tls_daemon() -> Iterator[TlsDaemon]:
             f"--tlscacert={daemon.path('ca.pem')}",
             f"--tlscert={daemon.path('server.pem')}",
             f"--tlskey={daemon.path('server.key')}",
-            "--bridge=none",
+            f"--bridge={bridge}",
             "--iptables=false",
             "--ip-masq=false",
             "--storage-driver=vfs",
@@ -231,3 +231,11 @@ def test_requests_ca_bundle_cannot_replace_the_hosts_ca(
     # ...while the plugin's client keeps using the CA the host names.
     health = DockerExecutor().health(tls_daemon.host())
     assert health.healthy, health.error
+
+
+def test_the_second_daemon_leaves_the_default_bridge_alone(tls_daemon: TlsDaemon) -> None:
+    # Checked against --bridge=none: the TLS daemon deleted docker0 and every later bridged job failed.
+    result = subprocess.run(
+        ["ip", "link", "show", "docker0"], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 0, result.stderr
