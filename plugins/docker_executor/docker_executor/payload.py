@@ -16,7 +16,7 @@ DEFAULT_LOG_MAX_SIZE = "10m"
 DEFAULT_LOG_MAX_FILE = 5
 # tmpfs is the only writable place under the read-only root: no binaries, no setuid, no devices.
 TMPFS_FLAGS = "noexec,nosuid,nodev"
-NO_NEW_PRIVILEGES = "no-new-privileges:true"
+NO_NEW_PRIVILEGES = "no-new-privileges=true"  # the ":" form is deprecated and logs a warning
 
 
 @attrs.frozen

@@ -51,7 +51,7 @@ def test_inspect_shows_every_hardening_setting(hardened: tuple[dict[str, object]
     assert hc["ReadonlyRootfs"] is True
     assert hc["CapDrop"] == ["ALL"]
     assert not hc["CapAdd"]
-    assert hc["SecurityOpt"] == ["no-new-privileges:true"]
+    assert hc["SecurityOpt"] == ["no-new-privileges=true"]
     assert hc["PidsLimit"] == 40
     assert hc["Memory"] == hc["MemorySwap"] == 48 * 1024 * 1024
     assert hc["NanoCpus"] == 250_000_000

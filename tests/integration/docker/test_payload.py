@@ -63,7 +63,7 @@ def test_hardened_payload_carries_every_setting() -> None:
     assert hc["Tmpfs"] == {"/tmp": "size=16777216,mode=1777,noexec,nosuid,nodev"}
     assert hc["CapDrop"] == ["ALL"]
     assert "CapAdd" not in hc
-    assert hc["SecurityOpt"] == ["no-new-privileges:true"]
+    assert hc["SecurityOpt"] == ["no-new-privileges=true"]
     assert hc["PidsLimit"] == 32
     assert hc["Memory"] == hc["MemorySwap"] == 64 * 1024 * 1024
     assert hc["NanoCpus"] == 500_000_000
