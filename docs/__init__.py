@@ -1,0 +1,1 @@
+"""The documentation, and the tests that run its examples (see conftest.py)."""
