@@ -187,8 +187,10 @@ class Worker:
 
     @staticmethod
     def _close_connection() -> None:
-        with contextlib.suppress(DatabaseError):
-            connection.close()
+        # Inside an outer transaction (a test's, or a caller's) closing would only break it.
+        if not connection.in_atomic_block:
+            with contextlib.suppress(DatabaseError):
+                connection.close()
 
     def _should_exit(self) -> bool:
         if self._stop_requested:
@@ -217,7 +219,8 @@ class Worker:
     # One turn of the loop -------------------------------------------------------------------------
 
     def _step(self) -> None:
-        close_old_connections()
+        if not connection.in_atomic_block:
+            close_old_connections()  # Drop a connection the server closed (restart, idle timeout).
         now = time.monotonic()
         if self._reconcile_cadence.due(now):
             self._reconcile()
