@@ -59,7 +59,9 @@ def find_orphans(
         uid = _uuid_or_none(job_id)
         row = rows.get(str(uid)) if uid is not None else None
         if row is None:
-            found.append(Orphan(job_id, execution_id, "unknown job"))
+            # A job id that is no UUID was not made by this app's database: not ours to judge.
+            if uid is not None:
+                found.append(Orphan(job_id, execution_id, "unknown job"))
             continue
         status, completed_at = row
         if status in ACTIVE_STATUSES:

@@ -35,11 +35,20 @@ from container_manager_core.errors import (
     PolicyViolationError,
 )
 from container_manager_core.plugins import PluginManager
-from container_manager_core.types import ExecutionLogs, ExecutionState, PolicyLimits, ResourceUsage
+from container_manager_core.types import (
+    Execution,
+    ExecutionLogs,
+    ExecutionState,
+    JobSpec,
+    PolicyLimits,
+    ResourceUsage,
+)
 
 # Longest single wait for an exit; each new wait first checks the current state, so this is also
 # the slow polling fallback should the engine miss an event.
 WAIT_SLICE_SECONDS = 30.0
+# Pause between launches of an adopted container that was created but not yet started.
+ADOPT_RECHECK_SECONDS = 2.0
 # Pause between attempts while the engine is unreachable, growing to the maximum.
 RETRY_PAUSE_SECONDS = (0.5, 1.0, 2.0, 5.0)
 
@@ -74,19 +83,24 @@ class Runner:
 
     def run(self, tracked: Tracked) -> None:
         """Launch if needed, then wait for the exit and harvest; every outcome becomes a report."""
-        try:
-            if tracked.spec is not None and not self._launch(tracked):
+        while not tracked.abandoned:
+            try:
+                if tracked.spec is not None and not tracked.execution_id and not self._launch(tracked):
+                    return
+                self._watch(tracked)
                 return
-            self._watch(tracked)
-        except Exception as exc:  # A runner must always report, or its job would stay tracked for ever.
-            log_event(
-                "runner_crashed", job=tracked.pk, host=tracked.host.name, error=repr(exc), level=logging.ERROR
-            )
-            self._send(
-                HostDown(
-                    tracked, f"Unexpected executor error: {exc!r}.", during_launch=not tracked.execution_id
+            except Exception as exc:  # A runner must always report, or its job would stay tracked for ever.
+                log_event(
+                    "runner_error",
+                    job=tracked.pk,
+                    host=tracked.host.name,
+                    error=repr(exc),
+                    level=logging.ERROR,
                 )
-            )
+                if not tracked.execution_id:
+                    self._send(HostDown(tracked, f"Unexpected executor error: {exc!r}.", during_launch=True))
+                    return
+                time.sleep(RETRY_PAUSE_SECONDS[-1])  # Launched: keep following it.
 
     def _launch(self, tracked: Tracked) -> bool:
         spec = tracked.spec
@@ -97,6 +111,8 @@ class Runner:
                 # The name is derived from the job id: an old exited container would be adopted.
                 self._remove(tracked, tracked.previous_execution)
             execution = self._pm.launch_job(tracked.host, spec, self._limits)
+            if execution.adopted:
+                execution = self._until_started(tracked, spec, execution)
         except PolicyViolationError as exc:
             self._send(LaunchRefused(tracked, TerminationReason.LAUNCH_FAILED, str(exc)))
             return False
@@ -114,6 +130,22 @@ class Runner:
             tracked.deadline = time.time() + spec.timeout_seconds
         self._send(Launched(tracked, execution.execution_id, execution.adopted))
         return True
+
+    def _until_started(self, tracked: Tracked, spec: JobSpec, execution: Execution) -> Execution:
+        """Return once an adopted container has been started.
+
+        A container created by a worker that died before starting it is left alone by the plugin
+        for a while (its creator may still be about to start it); launching again later starts it.
+        """
+        while not tracked.abandoned:
+            if (
+                self._pm.check_status(tracked.host, execution.execution_id).state
+                is not ExecutionState.PENDING
+            ):
+                break
+            time.sleep(ADOPT_RECHECK_SECONDS)
+            execution = self._pm.launch_job(tracked.host, spec, self._limits)
+        return execution
 
     def _remove(self, tracked: Tracked, execution_id: str) -> None:
         with contextlib.suppress(ExecutionNotFound):
