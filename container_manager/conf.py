@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -14,7 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from container_manager_core.types import PolicyLimits
+from container_manager_core.types import OWNER_PATTERN, PolicyLimits
 
 MIB = 1024 * 1024
 _USER = re.compile(r"^(\d+)(?::(\d+))?$")
@@ -90,6 +92,12 @@ class AppSettings:
     RETRY_BACKOFF_BASE_SECONDS: float = 5
     RETRY_BACKOFF_MAX_SECONDS: float = 600
 
+    # Which deployment owns the containers this manager launches (HostSpec.owner): plugins label
+    # every execution with it, and crash recovery only adopts or removes executions with its own
+    # owner. None: derived from the default database, so deployments that share a database share
+    # their jobs, and deployments with different databases never touch each other's containers.
+    MANAGER_ID: str | None = None
+
     def __post_init__(self) -> None:
         for name in _POSITIVE_INTS:
             _require_positive(name, getattr(self, name), integer=True)
@@ -114,6 +122,14 @@ class AppSettings:
                     f"CONTAINER_MANAGER[{name!r}] must be a non-empty string, got {value!r}."
                 )
         self._check_user()
+        manager_id: object = self.MANAGER_ID  # whatever the settings dict held
+        if manager_id is not None and (
+            not isinstance(manager_id, str) or not OWNER_PATTERN.match(manager_id)
+        ):
+            raise ImproperlyConfigured(
+                "CONTAINER_MANAGER['MANAGER_ID'] must be 1-63 lowercase letters, digits, '-' or '_', "
+                f"got {self.MANAGER_ID!r}."
+            )
         # Normalise sequences once so the object is hashable and cannot be mutated through a list.
         object.__setattr__(self, "SAFE_MOUNT_DIRS", _str_tuple("SAFE_MOUNT_DIRS", self.SAFE_MOUNT_DIRS))
         if self.ALLOWED_REGISTRIES is not None:
@@ -129,6 +145,12 @@ class AppSettings:
                 f"CONTAINER_MANAGER['DEFAULT_USER'] must be a numeric 'UID' or 'UID:GID' with UID >= "
                 f"MIN_UID ({self.MIN_UID!r}), got {self.DEFAULT_USER!r}."
             )
+
+    def manager_id(self) -> str:
+        """Return MANAGER_ID, or an id derived from the default database's identity."""
+        if self.MANAGER_ID is not None:
+            return self.MANAGER_ID
+        return database_owner_id()
 
     def policy_limits(self) -> PolicyLimits:
         """Return the core's policy maxima built from these settings."""
@@ -146,6 +168,23 @@ class AppSettings:
             )
         except (TypeError, ValueError) as exc:
             raise ImproperlyConfigured(f"CONTAINER_MANAGER has invalid policy limits: {exc}") from exc
+
+
+def database_owner_id() -> str:
+    """Return a stable id for the default database (engine, host, port, name).
+
+    Read from the live connection each time, so a test database gets its own id. An in-memory
+    SQLite database lives in one process only, so its id includes the process id.
+    """
+    from django.db import connections
+
+    db = connections["default"].settings_dict
+    parts = [str(db.get(key) or "") for key in ("ENGINE", "HOST", "PORT", "NAME")]
+    name = parts[-1]
+    if name == ":memory:" or "mode=memory" in name:
+        parts.append(str(os.getpid()))
+    digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+    return f"db-{digest}"
 
 
 def _require_positive(name: str, value: object, *, integer: bool) -> None:

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from container_manager import signals, validation
+from container_manager.conf import app_settings
 from container_manager.exceptions import InvalidStateTransition
 from container_manager.executors.registry import get_plugin_manager
 from container_manager.managers import ContainerJobManager
@@ -173,6 +174,7 @@ class ExecutorHost(models.Model):
             tls=tls,
             config=self.executor_config or {},
             auto_pull_images=self.auto_pull_images,
+            owner=app_settings().manager_id(),
         )
 
 
@@ -334,8 +336,6 @@ class ContainerJob(models.Model):
 
     def to_spec(self, defaults: AppSettings | None = None) -> JobSpec:
         """Return the executor-facing spec; ``defaults`` supplies the configured user and network mode."""
-        from container_manager.conf import app_settings
-
         settings = defaults or app_settings()
         networks: tuple[NetworkAttachment, ...] = tuple(
             NetworkAttachment(str(n["network_name"]), tuple(n.get("aliases") or ()))
@@ -398,8 +398,6 @@ class ContainerJob(models.Model):
 
     def resolved_executor_type(self) -> str:
         """Return the executor type this job runs on: its own, its host's, or the configured default."""
-        from container_manager.conf import app_settings
-
         if self.executor_type:
             return self.executor_type
         if self.docker_host is not None:
@@ -408,8 +406,6 @@ class ContainerJob(models.Model):
 
     def _check_policy(self, *, source: str) -> None:
         """Raise a ValidationError listing every policy violation, and log them as a security event."""
-        from container_manager.conf import app_settings
-
         settings = app_settings()
         try:
             spec = self.to_spec(settings)

@@ -110,7 +110,7 @@ class ExecutorSpec:
 
     @hookspec(firstresult=True)
     def list_executions(self, host: HostSpec) -> Iterable[tuple[str, str]] | None:
-        """Return ``(job_id, execution_id)`` for every execution this manager owns on the host.
+        """Return ``(job_id, execution_id)`` for every execution on the host labelled with ``host.owner``.
 
         Crash recovery uses it to reconcile the database with what really runs.
         """

@@ -201,9 +201,24 @@ def _redact(config: Mapping[str, Any]) -> str:
     return repr(redact(config))
 
 
+OWNER_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def _owner(_instance: object, _attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str) or not OWNER_PATTERN.match(value):
+        raise ValueError(
+            f"owner must be 1-63 lowercase letters, digits, '-' or '_' (a valid label value), got {value!r}."
+        )
+
+
 @attrs.frozen
 class HostSpec:
-    """Where and how a job runs: the plugin-facing view of an ``ExecutorHost`` row."""
+    """Where and how a job runs: the plugin-facing view of an ``ExecutorHost`` row.
+
+    ``owner`` names the manager deployment (one database of jobs) the executions belong to. Plugins
+    label every execution with it and list only executions that carry it, so two deployments sharing
+    one engine never adopt, reap or clean up each other's containers.
+    """
 
     name: str = attrs.field(validator=attrs.validators.min_len(1))
     executor_type: str = attrs.field(validator=attrs.validators.min_len(1))
@@ -211,6 +226,7 @@ class HostSpec:
     tls: TlsSettings | None = None
     config: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_any_map, repr=_redact)
     auto_pull_images: bool = False
+    owner: str = attrs.field(default="default", validator=_owner)
 
 
 class ExecutionState(enum.StrEnum):

@@ -6,6 +6,7 @@ import time
 import uuid
 from typing import Protocol
 
+import attrs
 import pytest
 
 from container_manager_core.errors import ExecutionNotFound
@@ -217,3 +218,24 @@ class ExecutorContract:
             contract_manager.stop_job(contract_host, slow.execution_id, grace_seconds=1)
             contract_manager.cleanup(contract_host, slow.execution_id)
             contract_manager.cleanup(contract_host, quick.execution_id)
+
+    def test_other_owners_executions_are_invisible(
+        self,
+        contract_manager: PluginManager,
+        contract_host: HostSpec,
+        contract_job: JobFactory,
+        contract_timeout: float,
+    ) -> None:
+        # Two deployments (two databases of jobs) sharing one engine must never reap each other's work.
+        stranger = attrs.evolve(contract_host, owner=f"{contract_host.owner}-stranger")
+        job = contract_job(stdout="mine")
+        execution = contract_manager.launch_job(contract_host, job)
+        try:
+            listed = contract_manager.list_executions(stranger)
+            assert (job.job_id, execution.execution_id) not in listed
+            assert (job.job_id, execution.execution_id) in contract_manager.list_executions(contract_host)
+            assert contract_manager.check_status(contract_host, execution.execution_id).state is not (
+                ExecutionState.NOT_FOUND
+            )
+        finally:
+            contract_manager.cleanup(contract_host, execution.execution_id)

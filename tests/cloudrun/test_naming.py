@@ -70,8 +70,9 @@ def test_job_labels_follow_cloud_run_rules_and_cannot_replace_ours() -> None:
             "run.googleapis.com/x": "y",
         },
     )
-    labels = cloudrun_labels(job)
+    labels = cloudrun_labels(job, "deploy-1")
     assert labels["managed-by"] == "container-manager"
+    assert labels["cm-owner"] == "deploy-1"
     assert labels["cm-job-id"] == "mixed_case_id"
     assert labels["team_name"] == "data_science"
     assert labels["l-9lives"] == "yes"

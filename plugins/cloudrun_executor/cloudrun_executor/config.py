@@ -78,6 +78,8 @@ class CloudRunConfig:
     api_timeout_seconds: float = DEFAULT_API_TIMEOUT_SECONDS
     health_timeout_seconds: float = DEFAULT_HEALTH_TIMEOUT_SECONDS
     log_cap_bytes: int = DEFAULT_LOG_CAP_BYTES
+    # The manager deployment the jobs belong to (HostSpec.owner), kept as a label.
+    owner: str = "default"
 
     @property
     def location(self) -> str:
@@ -112,6 +114,7 @@ def load_config(host: HostSpec) -> CloudRunConfig:
         api_timeout_seconds=float(cfg.get("api_timeout_seconds", DEFAULT_API_TIMEOUT_SECONDS)),
         health_timeout_seconds=float(cfg.get("health_timeout_seconds", DEFAULT_HEALTH_TIMEOUT_SECONDS)),
         log_cap_bytes=int(cfg.get("log_cap_bytes", DEFAULT_LOG_CAP_BYTES)),
+        owner=host.owner,
     )
 
 

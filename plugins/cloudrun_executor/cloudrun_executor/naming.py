@@ -20,6 +20,8 @@ _HASH_LENGTH = 8
 
 MANAGED_BY_LABEL = "managed-by"
 MANAGED_BY_VALUE = "container-manager"
+# Which manager deployment (database of jobs) owns the job: see HostSpec.owner.
+OWNER_LABEL = "cm-owner"
 JOB_ID_LABEL = "cm-job-id"
 # Labels are lowercased and cut to 63 characters, so the exact job id travels in an annotation.
 JOB_ID_ANNOTATION = "container-manager/job-id"
@@ -73,9 +75,13 @@ def is_label_value(value: str) -> bool:
     return bool(_LABEL_VALUE.match(value))
 
 
-def managed_labels(job_id: str) -> dict[str, str]:
-    """Return the labels that mark a job or execution as this manager's and name its job id."""
-    return {MANAGED_BY_LABEL: MANAGED_BY_VALUE, JOB_ID_LABEL: label_value(job_id)}
+def managed_labels(job_id: str, owner: str) -> dict[str, str]:
+    """Return the labels that mark a job as this manager deployment's and name its job id."""
+    return {
+        MANAGED_BY_LABEL: MANAGED_BY_VALUE,
+        OWNER_LABEL: label_value(owner),
+        JOB_ID_LABEL: label_value(job_id),
+    }
 
 
 @attrs.frozen

@@ -26,9 +26,11 @@ from cloudrun_executor.naming import (
     JOB_ID_ANNOTATION,
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
+    OWNER_LABEL,
     ExecutionName,
     job_name,
     job_path,
+    label_value,
 )
 from cloudrun_executor.status import execution_state, execution_status, needs_tasks
 from cloudrun_executor.translate import build_job
@@ -283,7 +285,12 @@ class CloudRunExecutor(ExecutorPlugin):
         request = run_v2.ListJobsRequest(parent=config.location, page_size=_PAGE_SIZE)
         prefix = f"{config.location}/jobs/{config.job_name_prefix}-"
         for job in clients.jobs.list_jobs(request=request, **_call_options(config)):
-            if job.labels.get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE and job.name.startswith(prefix):
+            ours = job.labels.get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE
+            if (
+                ours
+                and job.labels.get(OWNER_LABEL) == label_value(config.owner)
+                and job.name.startswith(prefix)
+            ):
                 yield job
 
 

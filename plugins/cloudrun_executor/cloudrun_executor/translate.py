@@ -33,7 +33,7 @@ _EGRESS = {
 
 def build_job(job: JobSpec, config: CloudRunConfig) -> run_v2.Job:
     """Return the Cloud Run Job (one task, no Cloud Run retries) that runs ``job``."""
-    labels = cloudrun_labels(job)
+    labels = cloudrun_labels(job, config.owner)
     annotations = {JOB_ID_ANNOTATION: job.job_id}
     task = run_v2.TaskTemplate(
         containers=[_container(job)],
@@ -117,9 +117,9 @@ def _tmpfs_volume(index: int, mount: TmpfsMount) -> run_v2.Volume:
     )
 
 
-def cloudrun_labels(job: JobSpec) -> dict[str, str]:
+def cloudrun_labels(job: JobSpec, owner: str) -> dict[str, str]:
     """Return the manager's labels plus the job's own, rewritten to Cloud Run's label rules."""
-    labels = managed_labels(job.job_id)
+    labels = managed_labels(job.job_id, owner)
     for key, value in job.labels.items():
         if len(labels) >= MAX_LABELS:
             break

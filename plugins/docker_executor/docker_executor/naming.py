@@ -11,6 +11,8 @@ from container_manager_core.types import HostSpec, JobSpec
 MANAGED_LABEL = "container_manager.managed"
 JOB_ID_LABEL = "container_manager.job_id"
 HOST_LABEL = "container_manager.host"
+# Which manager deployment (database of jobs) owns the container: see HostSpec.owner.
+OWNER_LABEL = "container_manager.owner"
 
 NAME_PREFIX = "cm-job-"
 # Docker's own rule for container names; anything else is refused by the engine.
@@ -42,11 +44,16 @@ def container_labels(host: HostSpec, job: JobSpec) -> dict[str, str]:
 
 def manager_labels(host: HostSpec, job_id: str) -> dict[str, str]:
     """Return the labels by which this manager recognises its containers."""
-    return {MANAGED_LABEL: "true", JOB_ID_LABEL: job_id, HOST_LABEL: host.name}
+    return {MANAGED_LABEL: "true", OWNER_LABEL: host.owner, JOB_ID_LABEL: job_id, HOST_LABEL: host.name}
 
 
-def job_id_of(labels: Mapping[str, str] | None) -> str | None:
-    """Return the job id a managed container carries, or None for a container that is not ours."""
-    if not labels or labels.get(MANAGED_LABEL) != "true":
+def owner_filter(host: HostSpec) -> list[str]:
+    """Return the engine's label filter that selects only this owner's managed containers."""
+    return [f"{MANAGED_LABEL}=true", f"{OWNER_LABEL}={host.owner}"]
+
+
+def job_id_of(labels: Mapping[str, str] | None, owner: str) -> str | None:
+    """Return the job id a managed container of ``owner`` carries, or None for anyone else's."""
+    if not labels or labels.get(MANAGED_LABEL) != "true" or labels.get(OWNER_LABEL) != owner:
         return None
     return labels.get(JOB_ID_LABEL)

@@ -37,7 +37,7 @@ from docker_executor.guard import check_create_payload
 from docker_executor.health import check_health
 from docker_executor.image_pull import ensure_image
 from docker_executor.logs import log_cap, read_logs
-from docker_executor.naming import MANAGED_LABEL, job_id_of
+from docker_executor.naming import JOB_ID_LABEL, OWNER_LABEL, job_id_of, owner_filter
 from docker_executor.networks import join_networks, require_networks
 from docker_executor.oom import oom_event_seen, oom_killed
 from docker_executor.payload import CreatePayload, build_create_payload
@@ -135,11 +135,13 @@ class DockerExecutor(ExecutorPlugin):
             info = api.inspect_container(name)
         except docker.errors.NotFound:
             return None
-        owner = job_id_of(info["Config"].get("Labels"))
+        labels = info["Config"].get("Labels") or {}
+        owner = job_id_of(labels, host.owner)
         if owner != job.job_id:
             raise LaunchFailed(
-                f"Host {host.name!r} already has a container named {name!r} that is not job "
-                f"{job.job_id!r}'s (its job label is {owner!r}); remove or rename it."
+                f"Host {host.name!r} already has a container named {name!r} labelled for job "
+                f"{labels.get(JOB_ID_LABEL)!r} of owner {labels.get(OWNER_LABEL)!r}, not for job "
+                f"{job.job_id!r} of owner {host.owner!r}; remove or rename it."
             )
         created = parse_engine_time(info.get("Created"))
         stale = created is not None and (datetime.now(UTC) - created).total_seconds() > STALE_CREATE_SECONDS
@@ -306,11 +308,11 @@ class DockerExecutor(ExecutorPlugin):
         """Return ``(job_id, container id)`` for every container labelled as this manager's."""
         api = self._get_client(host).api
         with engine_call(host, "list executions"):
-            containers = api.containers(all=True, filters={"label": f"{MANAGED_LABEL}=true"})
+            containers = api.containers(all=True, filters={"label": owner_filter(host)})
         return [
             (job_id, str(container["Id"]))
             for container in containers
-            if (job_id := job_id_of(container.get("Labels"))) is not None
+            if (job_id := job_id_of(container.get("Labels"), host.owner)) is not None
         ]
 
 

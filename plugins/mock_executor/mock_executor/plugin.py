@@ -15,7 +15,12 @@ from datetime import UTC, datetime, timedelta
 
 import attrs
 
-from container_manager_core.errors import ExecutionNotFound, ExecutorUnavailable, ImagePullFailed, LaunchFailed
+from container_manager_core.errors import (
+    ExecutionNotFound,
+    ExecutorUnavailable,
+    ImagePullFailed,
+    LaunchFailed,
+)
 from container_manager_core.plugins import ExecutorPlugin
 from container_manager_core.types import (
     Execution,
@@ -37,6 +42,7 @@ SIGTERM_EXIT_CODE = 143
 class _Run:
     job_id: str
     host: str
+    owner: str
     scenario: Scenario
     started_at: datetime
     started_mono: float
@@ -81,7 +87,7 @@ class MockExecutor(ExecutorPlugin):
     def _get(self, host: HostSpec, execution_id: str) -> _Run:
         self._reachable(host)
         run = self._runs.get(execution_id)
-        if run is None or run.host != host.name:
+        if run is None or run.host != host.name or run.owner != host.owner:
             raise ExecutionNotFound(execution_id)
         return run
 
@@ -95,10 +101,14 @@ class MockExecutor(ExecutorPlugin):
         with self._lock:
             existing = self._by_job.get((host.name, job.job_id))
             if existing is not None and existing in self._runs:
+                if self._runs[existing].owner != host.owner:
+                    raise LaunchFailed(
+                        f"Job {job.job_id!r} is already running for another owner on {host.name!r}."
+                    )
                 return Execution(existing, adopted=True)
             execution_id = f"mock-{uuid.uuid4().hex}"
             self._runs[execution_id] = _Run(
-                job.job_id, host.name, scenario, datetime.now(UTC), time.monotonic()
+                job.job_id, host.name, host.owner, scenario, datetime.now(UTC), time.monotonic()
             )
             self._by_job[(host.name, job.job_id)] = execution_id
             self.launch_count += 1
@@ -119,13 +129,21 @@ class MockExecutor(ExecutorPlugin):
         else:
             code, oom = run.scenario.exit_code, False
         return ExecutionStatus(
-            ExecutionState.EXITED, exit_code=code, oom_killed=oom, started_at=run.started_at, finished_at=finished
+            ExecutionState.EXITED,
+            exit_code=code,
+            oom_killed=oom,
+            started_at=run.started_at,
+            finished_at=finished,
         )
 
     def logs(self, host: HostSpec, execution_id: str, *, timestamps: bool) -> ExecutionLogs:
         run = self._get(host, execution_id)
-        stdout = run.scenario.stdout + ("\n" if run.scenario.stdout and not run.scenario.stdout.endswith("\n") else "")
-        stderr = run.scenario.stderr + ("\n" if run.scenario.stderr and not run.scenario.stderr.endswith("\n") else "")
+        stdout = run.scenario.stdout + (
+            "\n" if run.scenario.stdout and not run.scenario.stdout.endswith("\n") else ""
+        )
+        stderr = run.scenario.stderr + (
+            "\n" if run.scenario.stderr and not run.scenario.stderr.endswith("\n") else ""
+        )
         if timestamps:
             stdout, stderr = _stamp(stdout, run.started_at), _stamp(stderr, run.started_at)
         return ExecutionLogs(stdout=stdout, stderr=stderr, timestamps=timestamps)
@@ -145,9 +163,10 @@ class MockExecutor(ExecutorPlugin):
     def remove(self, host: HostSpec, execution_id: str) -> bool:
         self._reachable(host)
         with self._lock:
-            run = self._runs.pop(execution_id, None)
-            if run is None:
+            run = self._runs.get(execution_id)
+            if run is None or run.owner != host.owner:
                 return False
+            del self._runs[execution_id]
             self._by_job.pop((run.host, run.job_id), None)
         return True
 
@@ -167,7 +186,11 @@ class MockExecutor(ExecutorPlugin):
     def executions(self, host: HostSpec) -> list[tuple[str, str]]:
         self._reachable(host)
         with self._lock:
-            return [(run.job_id, eid) for eid, run in self._runs.items() if run.host == host.name]
+            return [
+                (run.job_id, eid)
+                for eid, run in self._runs.items()
+                if run.host == host.name and run.owner == host.owner
+            ]
 
 
 plugin = MockExecutor()

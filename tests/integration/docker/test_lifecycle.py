@@ -116,7 +116,8 @@ def test_a_foreign_container_with_the_name_is_not_adopted(
         test_image, ["true"], name=container_name(job.job_id), labels={TEST_LABEL: RUN_ID}
     )
     with pytest.raises(
-        LaunchFailed, match=r"that is not job '.+'s \(its job label is None\); remove or rename it\."
+        LaunchFailed,
+        match=r"labelled for job None of owner None, not for job '.+' of owner 'default'; remove or rename it\.",
     ):
         executor.launch(docker_host, job)
 

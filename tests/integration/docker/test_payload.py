@@ -56,6 +56,7 @@ def test_hardened_payload_carries_every_setting() -> None:
     assert config["Labels"] == {
         "team": "data",
         "container_manager.managed": "true",
+        "container_manager.owner": "default",
         "container_manager.job_id": "job-1",
         "container_manager.host": "h1",
     }

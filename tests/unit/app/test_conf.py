@@ -125,3 +125,31 @@ def test_switches_must_be_booleans(settings, key):
     settings.CONTAINER_MANAGER = {key: "yes"}
     with pytest.raises(ImproperlyConfigured, match=f"{key}.*True or False"):
         app_settings()
+
+
+def test_manager_id_defaults_to_the_database_identity_and_can_be_set() -> None:
+    from django.test import override_settings
+
+    from container_manager.conf import app_settings, database_owner_id
+    from container_manager.models import ExecutorHost
+
+    derived = app_settings().manager_id()
+    assert derived == database_owner_id()
+    assert derived.startswith("db-")
+    assert ExecutorHost(name="h", executor_type="mock").to_spec().owner == derived
+    with override_settings(CONTAINER_MANAGER={"MANAGER_ID": "billing-prod"}):
+        assert ExecutorHost(name="h", executor_type="mock").to_spec().owner == "billing-prod"
+
+
+@pytest.mark.parametrize("bad", ["", "Has Upper", "x" * 64, "-leading", 5])
+def test_manager_id_must_be_a_label_value(bad: object) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+    from django.test import override_settings
+
+    from container_manager.conf import app_settings
+
+    with (
+        override_settings(CONTAINER_MANAGER={"MANAGER_ID": bad}),
+        pytest.raises(ImproperlyConfigured, match="MANAGER_ID"),
+    ):
+        app_settings()
