@@ -47,6 +47,8 @@ from container_manager_core.types import (
 # Longest single wait for an exit; each new wait first checks the current state, so this is also
 # the slow polling fallback should the engine miss an event.
 WAIT_SLICE_SECONDS = 30.0
+# Longest wait for a retried job's previous container to be gone before relaunching.
+REMOVAL_WAIT_SECONDS = 30.0
 # Pause between launches of an adopted container that was created but not yet started.
 ADOPT_RECHECK_SECONDS = 2.0
 # Pause between attempts while the engine is unreachable, growing to the maximum.
@@ -109,7 +111,7 @@ class Runner:
         try:
             if tracked.previous_execution:
                 # The name is derived from the job id: an old exited container would be adopted.
-                self._remove(tracked, tracked.previous_execution)
+                self._remove_for_good(tracked, tracked.previous_execution)
             execution = self._pm.launch_job(tracked.host, spec, self._limits)
             if execution.adopted:
                 execution = self._until_started(tracked, spec, execution)
@@ -146,6 +148,23 @@ class Runner:
             time.sleep(ADOPT_RECHECK_SECONDS)
             execution = self._pm.launch_job(tracked.host, spec, self._limits)
         return execution
+
+    def _remove_for_good(self, tracked: Tracked, execution_id: str) -> None:
+        """Remove a container and wait until the engine no longer has it.
+
+        The harvest's own cleanup may be removing it at this moment; the engine then answers the
+        second removal with "in progress" while the name is still taken.
+        """
+        deadline = time.monotonic() + REMOVAL_WAIT_SECONDS
+        self._remove(tracked, execution_id)
+        while self._pm.check_status(tracked.host, execution_id).state is not ExecutionState.NOT_FOUND:
+            if time.monotonic() > deadline:
+                raise LaunchFailed(
+                    f"The previous container {execution_id!r} of job {tracked.pk!r} could not be removed "
+                    f"within {REMOVAL_WAIT_SECONDS:.0f} s, so the job was not relaunched."
+                )
+            time.sleep(0.1)
+            self._remove(tracked, execution_id)
 
     def _remove(self, tracked: Tracked, execution_id: str) -> None:
         with contextlib.suppress(ExecutionNotFound):
