@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from container_manager.models import ContainerJob, ExecutorHost
+from container_manager.models import ContainerJob
 from container_manager.states import FINISHED_STATUSES, JobStatus, TerminationReason
 from tests.dockertools import build_test_image
 from tests.reliability.conftest import make_docker_host, make_docker_job
