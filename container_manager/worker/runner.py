@@ -44,6 +44,9 @@ from container_manager_core.types import (
     ResourceUsage,
 )
 
+# The first wait for an exit; each later one doubles, up to WAIT_SLICE_SECONDS, with a usage sample
+# in between (short jobs are never sampled, which spares them the calls).
+FIRST_USAGE_SAMPLE_SECONDS = 2.0
 # Longest single wait for an exit; each new wait first checks the current state, so this is also
 # the slow polling fallback should the engine miss an event.
 WAIT_SLICE_SECONDS = 30.0
@@ -172,12 +175,13 @@ class Runner:
 
     def _watch(self, tracked: Tracked) -> None:
         failures = 0
+        sample_wait = FIRST_USAGE_SAMPLE_SECONDS
         while not tracked.abandoned:
             if tracked.deadline is not None and time.time() >= tracked.deadline and not tracked.stop_reason:
                 tracked.stop_reason = StopReason.TIMEOUT
                 log_event("timeout", job=tracked.pk, execution=tracked.execution_id, host=tracked.host.name)
                 self.stop(tracked)
-            slice_ = WAIT_SLICE_SECONDS
+            slice_ = sample_wait
             if tracked.deadline is not None and not tracked.stop_reason:
                 slice_ = min(slice_, max(0.05, tracked.deadline - time.time()))
             try:
@@ -191,6 +195,16 @@ class Runner:
             if exited:
                 self._harvest(tracked)
                 return
+            # Still running: the engine measures only live containers, so sample now and then.
+            self._sample_usage(tracked)
+            sample_wait = min(WAIT_SLICE_SECONDS, sample_wait * 2)
+
+    def _sample_usage(self, tracked: Tracked) -> None:
+        try:
+            self._pm.get_usage(tracked.host, tracked.execution_id)
+        except ExecutorError:
+            return  # A missed sample only makes the usage figures coarser.
+        tracked.sampled = True
 
     def _unreachable(self, tracked: Tracked, exc: ExecutorError, failures: int) -> int:
         # A restarting engine kills what runs there: remember it, so the exit is not blamed on the job.
@@ -214,7 +228,8 @@ class Runner:
                 error = ""
                 try:
                     logs = self._pm.get_logs(host, eid, timestamps=True)
-                    usage = self._pm.get_usage(host, eid)
+                    # Without a sample taken while it ran, the engine knows nothing: spare the call.
+                    usage = self._pm.get_usage(host, eid) if tracked.sampled else None
                 except ExecutionNotFound as exc:
                     error = str(exc)
                 self._send(Exited(tracked, status, logs, usage, error))

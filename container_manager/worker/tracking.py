@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from container_manager.models import ContainerJob
 from container_manager.states import TerminationReason
@@ -36,7 +36,7 @@ class Tracked:
     stop_reason: str = ""
     interrupted: bool = False  # The engine was unreachable while the container ran.
     abandoned: bool = False  # Another worker or a person moved the job: stop acting on it.
-    reported_down: bool = field(default=False, repr=False)
+    sampled: bool = False  # The executor measured its usage at least once while it ran.
 
     @property
     def pk(self) -> str:

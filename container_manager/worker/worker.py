@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
-from django.db import DatabaseError, close_old_connections, connection
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from container_manager.conf import AppSettings, app_settings
@@ -219,8 +219,8 @@ class Worker:
     # One turn of the loop -------------------------------------------------------------------------
 
     def _step(self) -> None:
-        if not connection.in_atomic_block:
-            close_old_connections()  # Drop a connection the server closed (restart, idle timeout).
+        # No close_old_connections() here: with CONN_MAX_AGE=0 it would reconnect on every turn.
+        # A connection the server dropped raises DatabaseError, and _loop closes it then.
         now = time.monotonic()
         if self._reconcile_cadence.due(now):
             self._reconcile()

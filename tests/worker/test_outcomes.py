@@ -10,6 +10,7 @@ from mock_executor.plugin import MockExecutor
 
 from container_manager.models import ContainerJob, ExecutorHost
 from container_manager.states import JobStatus, TerminationReason
+from container_manager.worker import runner
 from container_manager.worker.outcome import termination_reason
 from container_manager_core.types import ExecutionState, ExecutionStatus
 from tests.worker.conftest import make_job
@@ -22,11 +23,13 @@ def run_once(**options: Any) -> None:
 
 
 def test_a_successful_job_keeps_raw_and_clean_logs_json_and_usage(
-    host: ExecutorHost, fast_worker: MockExecutor
+    host: ExecutorHost, fast_worker: MockExecutor, monkeypatch: pytest.MonkeyPatch
 ):
+    monkeypatch.setattr(runner, "FIRST_USAGE_SAMPLE_SECONDS", 0.05)  # Sampled while it runs.
     job = make_job(
         host,
         env={
+            "MOCK_DURATION": 0.3,
             "MOCK_STDOUT": '{"answer": 42}',
             "MOCK_STDERR": "a warning",
             "MOCK_PEAK_MEMORY_BYTES": 12345,
@@ -51,12 +54,13 @@ def test_a_successful_job_keeps_raw_and_clean_logs_json_and_usage(
     assert fast_worker.status(host.to_spec(), job.execution_id).state is ExecutionState.NOT_FOUND
 
 
-def test_plain_text_output_is_not_parsed(host: ExecutorHost):
+def test_plain_text_output_is_not_parsed_and_a_short_job_has_no_usage(host: ExecutorHost):
     job = make_job(host, env={"MOCK_STDOUT": "hello"})
     run_once()
     job.refresh_from_db()
     assert job.clean_output == "hello\n"
     assert job.parsed_output is None
+    assert (job.max_memory_usage, job.cpu_usage_percent) == (None, None)  # Ended before any sample.
 
 
 @pytest.mark.parametrize(
