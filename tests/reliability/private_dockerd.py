@@ -22,13 +22,15 @@ import docker
 import pytest
 import requests.exceptions
 
+from tests.dockertools import private_bridge
+
 START_TIMEOUT = 60.0
 
 
 class PrivateDockerd:
     """One private dockerd: start it, stop it gracefully (as an operator's restart does), start it again."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, bridge: str) -> None:
         self.root = root
         self.socket = root / "docker.sock"
         namespace = f"cmrel-{uuid.uuid4().hex[:8]}"
@@ -43,7 +45,8 @@ class PrivateDockerd:
             f"--exec-root={root / 'exec'}",
             f"--pidfile={root / 'dockerd.pid'}",
             f"--host=unix://{self.socket}",
-            "--bridge=none",  # Jobs here use network "none"; no bridge, no iptables changes.
+            # Its own bridge: with --bridge=none dockerd deletes the host's docker0 (see private_bridge).
+            f"--bridge={bridge}",
             "--iptables=false",
             "--ip-masq=false",
             "--storage-driver=vfs",
@@ -115,7 +118,11 @@ def private_dockerd() -> Iterator[PrivateDockerd]:
         pytest.fail("A private dockerd needs root.")
     # A short root: containerd's sockets live under the exec root and unix paths are capped at 108 bytes.
     root = Path(tempfile.mkdtemp(prefix="cmrel-", dir="/tmp"))
-    daemon = PrivateDockerd(root)
+    with private_bridge() as bridge:
+        yield from _run(PrivateDockerd(root, bridge), root)
+
+
+def _run(daemon: PrivateDockerd, root: Path) -> Iterator[PrivateDockerd]:
     try:
         daemon.start()
         yield daemon
