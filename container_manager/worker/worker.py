@@ -42,6 +42,8 @@ from container_manager.worker.tracking import (
 )
 from container_manager_core.plugins import PluginManager
 
+# How often running jobs are checked for a cancel request, at most.
+CANCEL_CHECK_SECONDS = 1.0
 # Longest pause after a database error before trying again (PostgreSQL restarts take seconds).
 DB_RETRY_MAX_SECONDS = 5.0
 
@@ -112,7 +114,8 @@ class Worker:
         )
         self._reconciler = Reconciler(self.manager, worker_id=self.worker_id, settings=self.settings)
         self._claim_cadence = Every(self.poll_interval)
-        self._cancel_cadence = Every(self.poll_interval)
+        # A fast queue poll must not turn into a fast cancel poll: cancels are rare and a second is prompt.
+        self._cancel_cadence = Every(max(self.poll_interval, CANCEL_CHECK_SECONDS))
         self._lease_cadence = Every(self.settings.LEASE_SECONDS / 3)
         self._health_cadence = Every(self.settings.HEALTH_CHECK_INTERVAL)
         self._reconcile_cadence = Every(self.settings.RECONCILE_INTERVAL)
