@@ -1,0 +1,338 @@
+"""Compare the worker with the raw docker-py floor on the same machine, image, hardening and concurrency.
+
+    python -m bench.throughput --jobs 200 --concurrency 4 [--track 100]
+
+Both sides run ``--jobs`` short jobs closed-loop, ``--concurrency`` at a time: the raw floor in
+threads (create, start, wait, logs, remove), the worker end to end (create_job -> completed with
+logs saved, the next job created as one finishes). Prints jobs/s for both, their ratio, p50/p95
+latency, the worker's CPU per job and peak RSS, and its SQL queries and Docker API calls per job.
+``--track N`` also measures the worker's RSS while it follows N running containers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATABASE_URL = "postgresql://cm:cm@127.0.0.1:5432/cm_bench"
+SCRIPT = "echo '{\"ok\": true}'"
+WORKER_SETTINGS = {
+    "DEFAULT_NETWORK_MODE": "none",  # Never a burst of bridge-networked containers on this engine.
+    "DEFAULT_EXECUTOR_TYPE": "docker",
+    "STOP_GRACE_SECONDS": 1,
+}
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Result:
+    label: str
+    jobs: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.jobs / self.seconds
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, round(p * (len(ordered) - 1)))]
+
+
+def seconds(start: datetime | None, end: datetime | None) -> float:
+    """Return the seconds from ``start`` to ``end``, two timestamps a finished job must have."""
+    if start is None or end is None:
+        raise RuntimeError(f"A finished job lacks a timestamp: {start!r} -> {end!r}.")
+    return (end - start).total_seconds()
+
+
+def ensure_database(url: str) -> None:
+    """Create the benchmark database if it does not exist."""
+    import psycopg
+
+    parsed = urlparse(url)
+    name = parsed.path.lstrip("/")
+    admin = parsed._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone() is None:
+            conn.execute(f'create database "{name}"')
+
+
+def setup_django(url: str) -> None:
+    os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
+    os.environ["CM_BENCH_DATABASE_URL"] = url
+    os.environ["CM_BENCH_WORKER_SETTINGS"] = json.dumps(WORKER_SETTINGS)
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+
+
+# The raw floor ----------------------------------------------------------------------------------
+
+
+def run_raw(client: Any, host: Any, template: Any, jobs: int, concurrency: int) -> Result:
+    """Run ``jobs`` containers with docker-py alone, ``concurrency`` threads, the worker's exact payload."""
+    import attrs
+    from docker_executor.payload import build_create_payload
+
+    api = client.api
+    work: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for i in range(jobs):
+        work.put(i)
+    latencies: list[float] = []
+    errors: list[BaseException] = []
+
+    def one() -> None:
+        while True:
+            try:
+                work.get_nowait()
+            except queue.Empty:
+                return
+            spec = attrs.evolve(template, job_id=f"bench-raw-{uuid.uuid4()}")
+            payload = build_create_payload(host, spec, api.api_version)
+            started = time.monotonic()
+            try:
+                container = api.create_container_from_config(payload.config, name=payload.name)["Id"]
+                api.start(container)
+                api.wait(container)
+                api.logs(container, stdout=True, stderr=False, timestamps=True)
+                api.logs(container, stdout=False, stderr=True, timestamps=True)
+                latencies.append(time.monotonic() - started)
+                api.remove_container(container, force=True)
+            except BaseException as exc:
+                errors.append(exc)
+                return
+
+    began = time.monotonic()
+    threads = [threading.Thread(target=one) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise RuntimeError(f"The raw floor failed: {errors[0]!r}") from errors[0]
+    return Result("raw docker-py", jobs, time.monotonic() - began, latencies)
+
+
+# The worker -------------------------------------------------------------------------------------
+
+
+class WorkerProcess:
+    """The worker command in a subprocess, with its CPU time and peak RSS sampled from /proc."""
+
+    def __init__(self, host: str, concurrency: int, poll_interval: float, counts: Path) -> None:
+        env = dict(os.environ, CM_BENCH_COUNTS=str(counts))
+        args = ["--concurrency", str(concurrency), "--poll-interval", str(poll_interval), "--host", host]
+        # CM_BENCH_PROFILE=<path>: profile the worker's main thread (claims, database writes) with cProfile.
+        profile = (
+            ["-m", "cProfile", "-o", os.environ["CM_BENCH_PROFILE"]]
+            if os.environ.get("CM_BENCH_PROFILE")
+            else []
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, *profile, "-m", "django", "process_container_jobs", *args], cwd=ROOT, env=env
+        )
+        self.peak_rss = 0
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def rss_bytes(self) -> int:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) * 1024
+                self.peak_rss = max(self.peak_rss, rss)
+                return rss
+        return 0
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str, tick: Callable[[], object]) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Timed out waiting for {what}.")
+        tick()
+        time.sleep(0.005)
+
+
+def run_worker(
+    host: Any, image: str, jobs: int, concurrency: int, poll_interval: float, counts: Path
+) -> tuple[Result, dict[str, float]]:
+    """Feed the worker ``jobs`` jobs closed-loop, ``concurrency`` outstanding; return timings and costs."""
+    from container_manager.models import ContainerJob
+    from container_manager.states import FINISHED_STATUSES, JobStatus
+
+    def create() -> str:
+        return str(ContainerJob.objects.create_job(image, SCRIPT, "bench", docker_host=host).pk)
+
+    worker = WorkerProcess(host.name, concurrency, poll_interval, counts)
+    try:
+        time.sleep(3)  # Django start-up, the first reconciliation and health check.
+        cpu_before = worker.cpu_seconds()
+        outstanding = {create() for _ in range(concurrency)}
+        created, done = concurrency, []
+        last_sample = 0.0
+        while outstanding:
+            finished = set(
+                map(
+                    str,
+                    ContainerJob.objects.filter(pk__in=outstanding, status__in=FINISHED_STATUSES).values_list(
+                        "pk", flat=True
+                    ),
+                )
+            )
+            for pk in finished:
+                outstanding.discard(pk)
+                done.append(pk)
+                if created < jobs:
+                    outstanding.add(create())
+                    created += 1
+            if time.monotonic() - last_sample > 0.2:
+                worker.rss_bytes()
+                last_sample = time.monotonic()
+            time.sleep(0.005)
+        cpu = worker.cpu_seconds() - cpu_before
+    finally:
+        worker.stop()
+    rows = list(
+        ContainerJob.objects.filter(pk__in=done).values_list(
+            "status", "clean_output", "created_at", "completed_at"
+        )
+    )
+    phases = list(
+        ContainerJob.objects.filter(pk__in=done).values_list(
+            "created_at", "launched_at", "started_at", "completed_at"
+        )
+    )
+    bad = [r for r in rows if r[0] != JobStatus.COMPLETED or r[1] != '{"ok": true}\n']
+    if bad:
+        raise RuntimeError(f"{len(bad)} worker jobs did not complete with their output saved: {bad[:3]}")
+    latencies = [seconds(created_at, completed) for _, _, created_at, completed in rows]
+    span = max(seconds(min(r[2] for r in rows), r[3]) for r in rows)
+    totals = json.loads(counts.read_text()) if counts.exists() else {}
+    costs = {
+        "cpu_ms_per_job": 1000 * cpu / jobs,
+        "peak_rss_mb": worker.peak_rss / 2**20,
+        "sql_per_job": sum(v for k, v in totals.items() if k.startswith("sql:")) / jobs,
+        "docker_calls_per_job": sum(v for k, v in totals.items() if k.startswith("docker:")) / jobs,
+        "docker_wall_ms_per_job": sum(v for k, v in totals.items() if k.startswith("ms docker:")) / jobs,
+    }
+    for name, start, end in (("queued->claimed", 0, 1), ("claimed->running", 1, 2), ("running->saved", 2, 3)):
+        costs[f"p50 ms {name}"] = 1000 * statistics.median(seconds(p[start], p[end]) for p in phases)
+    costs |= {f"  {k}": v / jobs for k, v in sorted(totals.items())}
+    return Result("worker", jobs, span, latencies), costs
+
+
+def run_tracking(host: Any, image: str, count: int, counts: Path) -> float:
+    """Return the worker's RSS in MB while it follows ``count`` running containers."""
+    from container_manager.models import ContainerJob
+    from container_manager.states import FINISHED_STATUSES, JobStatus
+
+    host.max_concurrent_jobs = count
+    host.save(update_fields=["max_concurrent_jobs"])
+    worker = WorkerProcess(host.name, count, 0.5, counts)
+    try:
+        jobs = [
+            ContainerJob.objects.create_job(image, "sleep 600", "bench-track", docker_host=host)
+            for _ in range(count)
+        ]
+        ids = [job.pk for job in jobs]
+        running = ContainerJob.objects.filter(pk__in=ids, status=JobStatus.RUNNING)
+        wait_until(lambda: running.count() == count, 600, f"{count} running jobs", lambda: None)
+        time.sleep(5)
+        rss = worker.rss_bytes() / 2**20
+        for job in jobs:
+            job.refresh_from_db()
+            job.request_cancel()
+        finished = ContainerJob.objects.filter(pk__in=ids, status__in=FINISHED_STATUSES)
+        wait_until(lambda: finished.count() == count, 300, "the tracked jobs to be cancelled", lambda: None)
+    finally:
+        worker.stop()
+    return rss
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--poll-interval", type=float, default=0.02, help="The worker's queue poll (s).")
+    parser.add_argument("--track", type=int, default=0, help="Also measure RSS while tracking N containers.")
+    parser.add_argument(
+        "--database-url", default=os.environ.get("CM_BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
+    )
+    args = parser.parse_args(argv)
+
+    ensure_database(args.database_url)
+    setup_django(args.database_url)
+    from container_manager.models import ContainerJob, ExecutorHost
+    from tests.dockertools import build_test_image, docker_client_or_fail
+
+    client = docker_client_or_fail()
+    image = build_test_image(client)
+    ContainerJob.objects.all().delete()  # The benchmark's own database: start from an empty queue.
+    host, _ = ExecutorHost.objects.update_or_create(
+        name="bench-docker",
+        defaults={
+            "executor_type": "docker",
+            "connection_string": "unix:///var/run/docker.sock",
+            "max_concurrent_jobs": args.concurrency,
+            "auto_pull_images": False,
+            "healthy": True,
+            "executor_config": {"timeout": 30, "health_timeout": 5, "default_network": "none"},
+        },
+    )
+    template = ContainerJob.objects.create_job(image, SCRIPT, "bench-template", docker_host=host)
+    spec = template.to_spec()
+    template.delete()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = run_raw(client, host.to_spec(), spec, args.jobs, args.concurrency)
+        worker, costs = run_worker(
+            host, image, args.jobs, args.concurrency, args.poll_interval, Path(tmp, "counts.json")
+        )
+        track_rss = run_tracking(host, image, args.track, Path(tmp, "track.json")) if args.track else None
+
+    print(f"\n{args.jobs} jobs, concurrency {args.concurrency}, image {image}, command {SCRIPT!r}")
+    for result in (raw, worker):
+        print(
+            f"{result.label:>14}: {result.rate:6.2f} jobs/s   latency p50 {1000 * result.percentile(0.5):7.1f} ms"
+            f"   p95 {1000 * result.percentile(0.95):7.1f} ms   (mean {1000 * statistics.mean(result.latencies):.1f} ms)"
+        )
+    print(f"{'ratio':>14}: {worker.rate / raw.rate:6.1%} of the raw floor's throughput")
+    added = 1000 * (worker.percentile(0.5) - raw.percentile(0.5))
+    print(f"{'added p50':>14}: {added:+.1f} ms")
+    for key, value in costs.items():
+        print(f"{key:>24}: {value:.2f}")
+    if track_rss is not None:
+        print(f"{'RSS tracking':>24}: {track_rss:.1f} MB with {args.track} running containers")
+
+
+if __name__ == "__main__":
+    main()
