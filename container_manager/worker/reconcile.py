@@ -68,7 +68,8 @@ def find_orphans(
         if status in ACTIVE_STATUSES:
             continue
         waiting = status in (JobStatus.PENDING, JobStatus.RETRYING)
-        old_enough = finished_before is None or (completed_at is not None and completed_at < finished_before)
+        # A finished job without a completion time (set by hand, say) counts as old.
+        old_enough = finished_before is None or completed_at is None or completed_at < finished_before
         if waiting or old_enough:
             found.append(Orphan(job_id, execution_id, f"job is {status}"))
     return found

@@ -328,7 +328,8 @@ class Worker:
                 break
         while self._pending:
             report = self._pending[0]
-            if report.tracked.pk in self.tracked and not report.tracked.abandoned:
+            # Identity, not the id: a job abandoned and then adopted again has a new Tracked.
+            if self.tracked.get(report.tracked.pk) is report.tracked and not report.tracked.abandoned:
                 self._apply(report)
             # Only drop a report once applied: a database error above leaves it for the next turn.
             self._pending.popleft()
