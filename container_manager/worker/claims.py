@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from container_manager import signals
@@ -62,72 +64,83 @@ def claim_jobs(
     now = timezone.now()
     if limit <= 0 or not due(now).exists():
         return []  # The idle path costs one indexed query.
-    placed: dict[int, list[tuple[str, str, bool]]] = {}
+    won: list[Claim] = []
     with transaction.atomic():
-        hosts_qs = ExecutorHost.objects.select_for_update().filter(is_active=True, healthy=True)
-        if host_names:
-            hosts_qs = hosts_qs.filter(name__in=host_names)
-        hosts = list(hosts_qs.order_by("pk"))
-        if not hosts:
-            return []
-        busy = dict(
-            ContainerJob.objects.filter(docker_host__in=hosts, status__in=ACTIVE_STATUSES)
-            .values("docker_host")
-            .annotate(n=Count("pk"))
-            .values_list("docker_host", "n")
-        )
-        room = {h.pk: h.max_concurrent_jobs - busy.get(h.pk, 0) for h in hosts}
+        hosts = _lock_hosts(host_names)
+        room = {h.pk: h.max_concurrent_jobs - busy for h, busy in hosts.items()}
         open_hosts = [h for h in hosts if room[h.pk] > 0]
         if not open_hosts:
             return []
+        by_pk = {h.pk: h for h in open_hosts}
         types = {h.executor_type for h in open_hosts}
         placeable = Q(docker_host__in=open_hosts)
         floating_types = types | ({""} if default_executor_type in types else set())
         placeable |= Q(docker_host__isnull=True, executor_type__in=floating_types)
-        candidates = due(now).filter(placeable)
+        candidates = due(now).filter(placeable).select_related("environment_template")
         if connection.features.has_select_for_update_skip_locked:
             # Rows another claimer holds are skipped rather than waited for.
-            candidates = candidates.select_for_update(skip_locked=True)
+            candidates = candidates.select_for_update(skip_locked=True, of=("self",))
+        placed: dict[int, list[ContainerJob]] = {}
         # Read a few extra rows: some may wait for a host that fills up during this claim.
-        rows = list(candidates.values_list("pk", "docker_host", "executor_type", "status")[: limit * 2])
-        chosen = 0
-        for pk, pinned_host, executor_type, status in rows:
-            if chosen >= limit:
+        for job in candidates[: limit * 2]:
+            if sum(map(len, placed.values())) >= limit:
                 break
-            if pinned_host is not None:
-                target = pinned_host if room.get(pinned_host, 0) > 0 else None
+            if job.docker_host_id is not None:
+                target = job.docker_host_id if room.get(job.docker_host_id, 0) > 0 else None
             else:
-                wanted = executor_type or default_executor_type
+                wanted = job.executor_type or default_executor_type
                 host = pick_host([h for h in open_hosts if h.executor_type == wanted and room[h.pk] > 0], rng)
                 target = None if host is None else host.pk
-            if target is None:
-                continue
-            room[target] -= 1
-            placed.setdefault(target, []).append((str(pk), status, pinned_host is not None))
-            chosen += 1
+            if target is not None:
+                room[target] -= 1
+                placed.setdefault(target, []).append(job)
         lease = now + timedelta(seconds=lease_seconds)
+        changes = {"worker_id": worker_id, "lease_expires_at": lease, "launched_at": now, "stop_reason": ""}
         for host_pk, jobs in placed.items():
-            ContainerJob.objects.filter(pk__in=[pk for pk, _, _ in jobs], status__in=_CLAIM_SOURCES).update(
-                status=JobStatus.LAUNCHING,
-                docker_host=host_pk,
-                worker_id=worker_id,
-                attempt=F("attempt") + 1,
-                lease_expires_at=lease,
-                launched_at=now,
-                stop_reason="",
+            pks = [job.pk for job in jobs]
+            guarded = ContainerJob.objects.filter(pk__in=pks, status__in=_CLAIM_SOURCES)
+            count = guarded.update(
+                status=JobStatus.LAUNCHING, docker_host=host_pk, attempt=F("attempt") + 1, **changes
             )
-    info = {pk: (status, pinned) for jobs in placed.values() for pk, status, pinned in jobs}
-    if not info:
-        return []
-    # Read back what was won: the guard may have lost a row to a cancel between read and UPDATE.
-    won = list(
-        ContainerJob.objects.filter(pk__in=list(info), worker_id=worker_id, status=JobStatus.LAUNCHING)
-        .select_related("docker_host", "environment_template")
-        .order_by("-priority", "created_at")
+            if count != len(jobs):
+                # The guard lost a row (a cancel between read and UPDATE): keep only what was won.
+                kept = set(
+                    ContainerJob.objects.filter(pk__in=pks, worker_id=worker_id, status=JobStatus.LAUNCHING)
+                    .filter(launched_at=now)
+                    .values_list("pk", flat=True)
+                )
+                jobs = [job for job in jobs if job.pk in kept]
+            for job in jobs:
+                old = job.status
+                pinned = job.docker_host_id is not None
+                job.status, job.docker_host, job.attempt = (
+                    JobStatus.LAUNCHING,
+                    by_pk[host_pk],
+                    job.attempt + 1,
+                )
+                for field, value in changes.items():
+                    setattr(job, field, value)
+                won.append(Claim(job, pinned))
+                transaction.on_commit(
+                    functools.partial(signals.send_transition, job, old, JobStatus.LAUNCHING)
+                )
+    return won
+
+
+def _lock_hosts(host_names: Collection[str]) -> dict[ExecutorHost, int]:
+    """Lock the served healthy hosts and count each one's active jobs (across all workers) in one query."""
+    busy = (
+        ContainerJob.objects.filter(docker_host=OuterRef("pk"), status__in=ACTIVE_STATUSES)
+        .order_by()
+        .values("docker_host")
+        .annotate(n=Count("pk"))
+        .values("n")
     )
-    for job in won:
-        signals.send_transition(job, info[str(job.pk)][0], JobStatus.LAUNCHING)
-    return [Claim(job, info[str(job.pk)][1]) for job in won]
+    hosts = ExecutorHost.objects.select_for_update(of=("self",)).filter(is_active=True, healthy=True)
+    if host_names:
+        hosts = hosts.filter(name__in=host_names)
+    locked = hosts.annotate(busy=Coalesce(Subquery(busy), 0)).order_by("pk")
+    return {host: host.busy for host in locked}
 
 
 def renew_leases(worker_id: str, job_pks: Collection[str], lease_seconds: float) -> set[str]:
