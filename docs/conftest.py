@@ -4,7 +4,8 @@ Each document gets its own database state: the ``_docs`` fixture is scoped to th
 makes each file a module). After the document it removes the containers of the document's jobs,
 deletes every row of the app's tables, restores the signals' receivers and reloads the plugin
 manager. It registers no host and injects no names: what an example needs, the document creates
-where the reader can see it.
+where the reader can see it. The one setting it changes, for speed, is ``POLL_INTERVAL`` (each
+document's introduction says so).
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.test import override_settings
 from sybil import Sybil
 from sybil.integration.pytest import SybilItem
 
 from docs.harness import (
+    DOCS_CONTAINER_MANAGER,
     DOCS_SETTINGS,
     MANAGE_PY,
     NETWORK_CREATE,
@@ -81,7 +84,12 @@ def _docs(
     networks = set(NETWORK_CREATE.findall(document.read_text()))
     project_dir = tmp_path_factory.mktemp("project")
     (project_dir / "manage.py").write_text(MANAGE_PY)
-    with django_db_blocker.unblock(), shared_database(project_dir) as db_name, restored_signals():
+    with (
+        django_db_blocker.unblock(),
+        shared_database(project_dir) as db_name,
+        restored_signals(),
+        override_settings(CONTAINER_MANAGER=DOCS_CONTAINER_MANAGER),
+    ):
         env = {
             **os.environ,
             "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
