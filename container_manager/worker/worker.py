@@ -380,8 +380,9 @@ class Worker:
         )
 
     def _saved_already(self, tracked: Tracked) -> str | None:
-        """Return the job's status if this worker's attempt still owns it (our write may have landed
-        although the database reported an error, e.g. a commit reply lost in a restart)."""
+        """Return the job's status if this worker's attempt still owns it, else None."""
+        # Our write may have landed although the database reported an error (a commit reply lost
+        # in a restart): the guarded UPDATE then finds nothing to move, yet the row is ours.
         return (
             ContainerJob.objects.filter(pk=tracked.pk, worker_id=self.worker_id, attempt=tracked.attempt)
             .values_list("status", flat=True)
