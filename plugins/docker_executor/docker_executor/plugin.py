@@ -53,6 +53,8 @@ logger = logging.getLogger("docker_executor")
 STALE_CREATE_SECONDS = 30.0
 # An exit this old has had its OOM notification processed by the engine; the verdict is final.
 OOM_SETTLE_SECONDS = 2.0
+# How long an image seen on a host is trusted to still be there (a removal is caught at create).
+IMAGE_PRESENCE_SECONDS = 60.0
 _LIVE_STATES = frozenset({"running", "restarting", "paused"})
 
 
@@ -66,6 +68,11 @@ class DockerExecutor(ExecutorPlugin):
         self._stops: Recent[float] = Recent()  # container id -> when this process stopped it
         self._oom_verdicts: Recent[bool] = Recent()
         self._samples = SampleCache()
+        # An exited container's engine state never changes again, so its inspect result is kept
+        # (until removal) rather than asked for again by wait, check_status and usage in turn.
+        self._exited: Recent[Mapping[str, Any]] = Recent()
+        # Images seen on a host recently: the per-launch inspect is skipped while the entry is fresh.
+        self._images: Recent[float] = Recent()
 
     # Connections ---------------------------------------------------------------------------------
 
@@ -90,15 +97,42 @@ class DockerExecutor(ExecutorPlugin):
         payload = build_create_payload(host, job, api.api_version)
         with engine_call(host, f"launch job {job.job_id!r}"):
             require_networks(api, host, payload.config["HostConfig"]["NetworkMode"], payload.extra_networks)
-            ensure_image(api, host, job.image)
+            self._ensure_image(api, host, job.image)
             for _attempt in range(2):
-                execution = self._create_and_start(api, host, job, payload)
+                try:
+                    execution = self._create_and_start(api, host, job, payload)
+                except ImagePullFailed:
+                    image_key = f"{host.name}\0{job.image}"
+                    if image_key not in self._images:
+                        raise
+                    # Removed since it was last seen: check again, pulling if the host allows it.
+                    self._images.forget(image_key)
+                    self._ensure_image(api, host, job.image)
+                    continue
                 if execution is not None:
                     return execution
         raise LaunchFailed(
             f"Host {host.name!r} kept reporting container {payload.name!r} both present and absent; "
             f"job {job.job_id!r} was not launched."
         )
+
+    def _ensure_image(self, api: docker.APIClient, host: HostSpec, image: str) -> None:
+        key = f"{host.name}\0{image}"
+        seen = self._images.get(key)
+        if seen is not None and time.monotonic() - seen < IMAGE_PRESENCE_SECONDS:
+            return
+        ensure_image(api, host, image)
+        self._images.put(key, time.monotonic())
+
+    def _inspect(self, api: docker.APIClient, execution_id: str) -> Mapping[str, Any]:
+        """Return the container's inspect result, from memory once it has exited."""
+        known = self._exited.get(execution_id)
+        if known is not None:
+            return known
+        info: Mapping[str, Any] = api.inspect_container(execution_id)
+        if execution_state(info["State"]["Status"]) is ExecutionState.EXITED:
+            self._exited.put(execution_id, info)
+        return info
 
     def _create_and_start(
         self, api: docker.APIClient, host: HostSpec, job: JobSpec, payload: CreatePayload
@@ -167,7 +201,7 @@ class DockerExecutor(ExecutorPlugin):
         api = self._get_client(host).api
         with engine_call(host, f"inspect execution {execution_id!r}"):
             try:
-                info = api.inspect_container(execution_id)
+                info = self._inspect(api, execution_id)
             except docker.errors.NotFound:
                 return ExecutionStatus(ExecutionState.NOT_FOUND)
             state: Mapping[str, Any] = info["State"]
@@ -239,7 +273,7 @@ class DockerExecutor(ExecutorPlugin):
         api = self._get_client(host).api
         with engine_call(host, f"measure execution {execution_id!r}"):
             try:
-                info = api.inspect_container(execution_id)
+                info = self._inspect(api, execution_id)
             except docker.errors.NotFound:
                 raise ExecutionNotFound(execution_id) from None
             container_id = str(info["Id"])
@@ -296,6 +330,7 @@ class DockerExecutor(ExecutorPlugin):
         self._samples.forget(execution_id)
         self._oom_verdicts.forget(execution_id)
         self._stops.forget(execution_id)
+        self._exited.forget(execution_id)
         return removed
 
     # Host ----------------------------------------------------------------------------------------
