@@ -23,7 +23,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -182,7 +183,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str, tick: C
 
 def run_worker(
     host: Any, image: str, jobs: int, concurrency: int, poll_interval: float, counts: Path
-) -> tuple[Result, dict[str, float]]:
+) -> WorkerRun:
     """Feed the worker ``jobs`` jobs closed-loop, ``concurrency`` outstanding; return timings and costs."""
     from container_manager.models import ContainerJob
     from container_manager.states import FINISHED_STATUSES, JobStatus
@@ -234,18 +235,46 @@ def run_worker(
         raise RuntimeError(f"{len(bad)} worker jobs did not complete with their output saved: {bad[:3]}")
     latencies = [seconds(created_at, completed) for _, _, created_at, completed in rows]
     span = max(seconds(min(r[2] for r in rows), r[3]) for r in rows)
-    totals = json.loads(counts.read_text()) if counts.exists() else {}
+    totals = Counter(json.loads(counts.read_text())) if counts.exists() else Counter()
+    return WorkerRun(Result("worker", jobs, span, latencies), phases, cpu, worker.peak_rss, totals)
+
+
+@dataclass
+class WorkerRun:
+    """One round of the worker: its timings and what it cost, before they are merged over rounds."""
+
+    result: Result
+    phases: Sequence[tuple[datetime | None, ...]]
+    cpu_seconds: float
+    peak_rss: int
+    totals: Counter[str]
+
+
+def merge(results: list[Result]) -> Result:
+    """Return the rounds' results as one: jobs and seconds added up, latencies pooled."""
+    return Result(
+        results[0].label,
+        sum(r.jobs for r in results),
+        sum(r.seconds for r in results),
+        [latency for r in results for latency in r.latencies],
+    )
+
+
+def costs_of(runs: list[WorkerRun]) -> dict[str, float]:
+    """Return the worker's per-job costs over all rounds."""
+    jobs = sum(run.result.jobs for run in runs)
+    totals: Counter[str] = sum((run.totals for run in runs), Counter())
+    phases = [p for run in runs for p in run.phases]
     costs = {
-        "cpu_ms_per_job": 1000 * cpu / jobs,
-        "peak_rss_mb": worker.peak_rss / 2**20,
+        "cpu_ms_per_job": 1000 * sum(run.cpu_seconds for run in runs) / jobs,
+        "peak_rss_mb": max(run.peak_rss for run in runs) / 2**20,
         "sql_per_job": sum(v for k, v in totals.items() if k.startswith("sql:")) / jobs,
         "docker_calls_per_job": sum(v for k, v in totals.items() if k.startswith("docker:")) / jobs,
-        "docker_wall_ms_per_job": sum(v for k, v in totals.items() if k.startswith("ms docker:")) / jobs,
     }
     for name, start, end in (("queued->claimed", 0, 1), ("claimed->running", 1, 2), ("running->saved", 2, 3)):
         costs[f"p50 ms {name}"] = 1000 * statistics.median(seconds(p[start], p[end]) for p in phases)
     costs |= {f"  {k}": v / jobs for k, v in sorted(totals.items())}
-    return Result("worker", jobs, span, latencies), costs
+    return costs
 
 
 def run_tracking(host: Any, image: str, count: int, counts: Path) -> float:
@@ -283,6 +312,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--poll-interval", type=float, default=0.02, help="The worker's queue poll (s).")
+    parser.add_argument("--rounds", type=int, default=4, help="Alternate the two sides this many times.")
     parser.add_argument("--track", type=int, default=0, help="Also measure RSS while tracking N containers.")
     parser.add_argument(
         "--database-url", default=os.environ.get("CM_BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
@@ -312,14 +342,24 @@ def main(argv: list[str] | None = None) -> None:
     spec = template.to_spec()
     template.delete()
 
+    # Rounds alternate the two sides, so a load change on this shared machine hits both alike.
+    per_round = [args.jobs // args.rounds + (i < args.jobs % args.rounds) for i in range(args.rounds)]
+    raws: list[Result] = []
+    runs: list[WorkerRun] = []
     with tempfile.TemporaryDirectory() as tmp:
-        raw = run_raw(client, host.to_spec(), spec, args.jobs, args.concurrency)
-        worker, costs = run_worker(
-            host, image, args.jobs, args.concurrency, args.poll_interval, Path(tmp, "counts.json")
-        )
+        for number, jobs in enumerate(per_round):
+            raws.append(run_raw(client, host.to_spec(), spec, jobs, args.concurrency))
+            counts = Path(tmp, f"counts-{number}.json")
+            runs.append(run_worker(host, image, jobs, args.concurrency, args.poll_interval, counts))
+            print(
+                f"round {number + 1}: raw {raws[-1].rate:.2f} jobs/s, worker {runs[-1].result.rate:.2f} jobs/s"
+            )
         track_rss = run_tracking(host, image, args.track, Path(tmp, "track.json")) if args.track else None
+    raw, worker, costs = merge(raws), merge([run.result for run in runs]), costs_of(runs)
 
-    print(f"\n{args.jobs} jobs, concurrency {args.concurrency}, image {image}, command {SCRIPT!r}")
+    print(
+        f"\n{args.jobs} jobs in {args.rounds} rounds, concurrency {args.concurrency}, image {image}, command {SCRIPT!r}"
+    )
     for result in (raw, worker):
         print(
             f"{result.label:>14}: {result.rate:6.2f} jobs/s   latency p50 {1000 * result.percentile(0.5):7.1f} ms"
