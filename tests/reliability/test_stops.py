@@ -23,7 +23,7 @@ from tests.reliability.conftest import make_docker_job, managed_containers
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]  # job_started is sent on commit
 
 MEMORY_HOG = 'x=$(head -c 100000000 /dev/zero | tr "\\0" a); echo ${#x}'
-# PID 1's children ignore nothing, but a shell trapping TERM outlives the grace period: killed, exit 137.
+# A shell that ignores SIGTERM outlives the 1 s grace period and is killed: exit 137, like an OOM kill.
 STUBBORN_SLEEPER = "trap '' TERM; sleep 60 & wait; sleep 60"
 
 
