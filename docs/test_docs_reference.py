@@ -647,9 +647,12 @@ def test_logger_names_exist() -> None:
 def test_worker_events_exist() -> None:
     known = reference.worker_events()
     for block in mdscan.all_blocks():
-        if block.lang == "text":
+        if block.lang in {"text", "python"}:
             for event in re.findall(r"\bevent=([a-z_]+)", block.text):
                 assert event in known, f"{block.where}: no worker event {event!r}"
+    for name in mdscan.DOCUMENTS:
+        for event in re.findall(r"`event=([a-z_]+)`", load(name).prose):
+            assert event in known, f"{name}: no worker event {event!r}"
 
 
 def test_health_keys_exist() -> None:
