@@ -38,11 +38,12 @@ def _uuid_or_none(value: str) -> uuid.UUID | None:
 
 
 def find_orphans(
-    listing: Iterable[tuple[str, str]], *, include_unknown: bool, finished_before: datetime | None = None
+    listing: Iterable[tuple[str, str]], *, finished_before: datetime | None = None
 ) -> list[Orphan]:
-    """Return the listed containers whose job is finished or waiting to run again (never unlabelled ones).
+    """Return the listed containers whose job is unknown, finished, or waiting to run again.
 
-    ``include_unknown`` adds containers whose job this database does not know. With
+    The listing holds only this deployment's containers (the plugins filter on the owner label), so
+    a job this database does not know was deleted, not another deployment's. With
     ``finished_before``, containers of finished jobs count only if the job finished before then.
     The listing must be taken before this reads the database: a job seen active here was active
     when its container was listed, so a container a worker is launching is never taken for an orphan.
@@ -60,9 +61,7 @@ def find_orphans(
         uid = _uuid_or_none(job_id)
         row = rows.get(str(uid)) if uid is not None else None
         if row is None:
-            # A job id that is no UUID was not made by this app's database: not ours to judge.
-            if include_unknown and uid is not None:
-                found.append(Orphan(job_id, execution_id, "unknown job"))
+            found.append(Orphan(job_id, execution_id, "unknown job"))
             continue
         status, completed_at = row
         if status in ACTIVE_STATUSES:
@@ -108,9 +107,7 @@ class Reconciler:
                 # Without the listing nothing can be decided safely; the host's jobs wait.
                 mark_unreachable(host.pk, str(exc))
                 continue
-            # Unknown jobs' containers are left to cleanup_containers: an engine shared with another
-            # deployment (or another test run) holds containers of jobs this database never had.
-            remove_orphans(self._pm, host, find_orphans(listing, include_unknown=False))
+            remove_orphans(self._pm, host, find_orphans(listing))
             adopted.extend(self._take_over(host, {eid for _, eid in listing}, tracked))
         return adopted
 

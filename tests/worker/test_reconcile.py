@@ -6,6 +6,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import attrs
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
@@ -120,9 +121,7 @@ def test_a_restarted_worker_with_the_same_id_recovers_its_jobs_at_once(
     assert (job.status, job.attempt) == (JobStatus.COMPLETED, 2)
 
 
-def test_finished_jobs_containers_are_reconciled_and_unknown_ones_cleaned_up(
-    host: ExecutorHost, fast_worker: MockExecutor
-):
+def test_containers_of_unknown_and_finished_jobs_are_removed(host: ExecutorHost, fast_worker: MockExecutor):
     spec = host.to_spec()
     done = make_job(host)
     done_eid = launch(fast_worker, host, done)
@@ -137,9 +136,15 @@ def test_finished_jobs_containers_are_reconciled_and_unknown_ones_cleaned_up(
     assert len(fast_worker.executions(spec)) == 3
 
     call_command("process_container_jobs", once=True)
-    # Reconciliation removes finished jobs' containers; an unknown job's may be another deployment's.
-    assert {eid for _, eid in fast_worker.executions(spec)} == {live_eid, stranger_eid}
-    assert done_eid not in {eid for _, eid in fast_worker.executions(spec)}
-
-    call_command("cleanup_containers")
     assert {eid for _, eid in fast_worker.executions(spec)} == {live_eid}
+    assert done_eid != live_eid != stranger_eid
+
+
+def test_another_deployments_containers_are_never_touched(host: ExecutorHost, fast_worker: MockExecutor):
+    # Same engine, another owner label: not listed, so neither reconciled nor cleaned up.
+    foreign_host = attrs.evolve(host.to_spec(), owner="another-deployment")
+    stranger = ContainerJob(id=uuid.uuid4(), docker_image="busybox:latest", command="true", docker_host=host)
+    foreign = fast_worker.launch(foreign_host, stranger.to_spec()).execution_id
+    call_command("process_container_jobs", once=True)
+    call_command("cleanup_containers")
+    assert [eid for _, eid in fast_worker.executions(foreign_host)] == [foreign]

@@ -49,7 +49,7 @@ class Command(BaseCommand):
             except ExecutorError as exc:
                 self.stderr.write(f"{host.name}: cannot list containers: {exc}")
                 continue
-            orphans = find_orphans(listing, include_unknown=True, finished_before=cutoff)
+            orphans = find_orphans(listing, finished_before=cutoff)
             for orphan in orphans:
                 verb = "would remove" if options["dry_run"] else "removing"
                 self.stdout.write(
