@@ -102,9 +102,7 @@ def settings_defaults() -> dict[str, Any]:
 @cache
 def command_options(name: str) -> tuple[frozenset[str], frozenset[str]]:
     """Return a management command's option strings (``--once``) and destinations (``once``)."""
-    app = get_commands()[name]
-    command = app if not isinstance(app, str) else load_command_class(app, name)
-    parser = command.create_parser("manage.py", name)
+    parser = load_command_class(get_commands()[name], name).create_parser("manage.py", name)
     flags = frozenset(s for action in parser._actions for s in action.option_strings)
     dests = frozenset(action.dest for action in parser._actions)
     return flags, dests

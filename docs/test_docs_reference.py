@@ -347,10 +347,10 @@ def test_model_attributes_exist() -> None:
     for name in mdscan.DOCUMENTS:
         for code in load(name).inline_code():
             try:
-                tree = ast.parse(code.removesuffix("()"), mode="eval")
+                expression = ast.parse(code.removesuffix("()"), mode="eval")
             except SyntaxError:
                 continue
-            for kind, attr in _attribute_uses(tree):
+            for kind, attr in _attribute_uses(expression):
                 if not _has_attribute(kind, attr):
                     problems.append(f"{name}: `{code}`: {kind} has no attribute {attr!r}")
     assert not problems, "\n".join(problems)
@@ -372,7 +372,7 @@ def test_inline_keywords_exist() -> None:
         | reference.docker_config_keys()
         | reference.cloudrun_config_keys()
     )
-    problems = []
+    problems: list[str] = []
     for name in mdscan.DOCUMENTS:
         for code in load(name).inline_code():
             if not re.match(r"^[a-z_]+=(\.\.\.|[\"'\[{(0-9]|True\b|False\b|None\b)", code):
@@ -459,13 +459,13 @@ def command_mentions() -> Iterator[tuple[str, str, list[str]]]:
 
 
 def test_commands_and_flags_exist() -> None:
-    problems = []
-    for where, command, flags in command_mentions():
+    problems: list[str] = []
+    for where, command, mentioned in command_mentions():
         if not reference.command_exists(command):
             problems.append(f"{where}: no management command {command!r}")
             continue
         known, _ = reference.command_options(command)
-        problems.extend(f"{where}: {command} has no {flag}" for flag in flags if flag not in known)
+        problems.extend(f"{where}: {command} has no {flag}" for flag in mentioned if flag not in known)
     for block, tree in parsed_python():
         for node in ast.walk(tree):
             if (
@@ -481,11 +481,11 @@ def test_commands_and_flags_exist() -> None:
                     continue
                 flags, dests = reference.command_options(command)
                 # call_command itself takes stdout and stderr for the command's output.
-                names = dests | {f.lstrip("-").replace("-", "_") for f in flags} | {"stdout", "stderr"}
+                accepted = dests | {f.lstrip("-").replace("-", "_") for f in flags} | {"stdout", "stderr"}
                 problems.extend(
                     f"{block.where}: {command} takes no {k.arg!r}"
                     for k in node.keywords
-                    if k.arg is not None and k.arg not in names
+                    if k.arg is not None and k.arg not in accepted
                 )
     assert not problems, "\n".join(problems)
 
@@ -549,7 +549,7 @@ def test_host_config_tables_list_every_key(executor: str) -> None:
 
 def test_violation_codes_exist() -> None:
     codes = reference.violation_codes()
-    problems = []
+    problems: list[str] = []
     for name in mdscan.DOCUMENTS:
         document = load(name)
         for table_name, rows in document.tables.items():
