@@ -51,9 +51,13 @@ def _database() -> dict[str, object]:
     if not url:
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "test.sqlite3"}
     parsed = urlparse(url)
+    name = parsed.path.lstrip("/")
     return {
         "ENGINE": "django.db.backends.postgresql",
-        "NAME": parsed.path.lstrip("/"),
+        "NAME": name,
+        # One test database per pytest session, so two runs on one server never drop each other's.
+        # Worker subprocesses are handed the live name (connection.settings_dict["NAME"]).
+        "TEST": {"NAME": f"test_{name}_{os.getpid()}"},
         "USER": parsed.username or "",
         "PASSWORD": parsed.password or "",
         "HOST": parsed.hostname or "",
