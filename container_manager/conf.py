@@ -77,7 +77,9 @@ class AppSettings:
     DEFAULT_TIMEOUT_SECONDS: int = 600
     DEFAULT_PIDS_LIMIT: int = 256
     DEFAULT_USER: str = "1001:1001"
-    DEFAULT_NETWORK_MODE: str = "bridge"
+    # None: the host decides (a Docker host's "default_network", bridge unless set; Cloud Run has no
+    # network modes at all). "none" cuts every job without network_configuration off the network.
+    DEFAULT_NETWORK_MODE: str | None = None
     DEFAULT_EXECUTOR_TYPE: str = "docker"
 
     # The worker.
@@ -117,6 +119,8 @@ class AppSettings:
                 )
         for name in ("DEFAULT_NETWORK_MODE", "DEFAULT_EXECUTOR_TYPE"):
             value = getattr(self, name)
+            if name == "DEFAULT_NETWORK_MODE" and value is None:
+                continue
             if not isinstance(value, str) or not value:
                 raise ImproperlyConfigured(
                     f"CONTAINER_MANAGER[{name!r}] must be a non-empty string, got {value!r}."

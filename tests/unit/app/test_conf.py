@@ -30,7 +30,7 @@ def test_defaults_match_the_documented_values(settings):
     assert (conf.DEFAULT_PIDS_LIMIT, conf.DEFAULT_USER, conf.DEFAULT_NETWORK_MODE) == (
         256,
         "1001:1001",
-        "bridge",
+        None,
     )
     assert conf.DEFAULT_EXECUTOR_TYPE == "docker"
     assert (conf.POLL_INTERVAL, conf.HEALTH_CHECK_INTERVAL, conf.LEASE_SECONDS, conf.RECONCILE_INTERVAL) == (
