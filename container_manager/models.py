@@ -159,6 +159,7 @@ class ExecutorHost(models.Model):
 
     def to_spec(self) -> HostSpec:
         """Return the plugin-facing view of this host."""
+        settings = app_settings()
         tls = None
         if self.tls_enabled:
             tls = TlsSettings(
@@ -172,9 +173,10 @@ class ExecutorHost(models.Model):
             executor_type=self.executor_type,
             connection_string=self.connection_string,
             tls=tls,
-            config=self.executor_config or {},
+            # The deployment-wide log cap applies unless the host sets its own.
+            config={"log_cap_bytes": settings.LOG_CAP_BYTES, **(self.executor_config or {})},
             auto_pull_images=self.auto_pull_images,
-            owner=app_settings().manager_id(),
+            owner=settings.manager_id(),
         )
 
 

@@ -153,3 +153,14 @@ def test_manager_id_must_be_a_label_value(bad: object) -> None:
         pytest.raises(ImproperlyConfigured, match="MANAGER_ID"),
     ):
         app_settings()
+
+
+def test_log_cap_bytes_is_the_default_for_hosts_without_their_own() -> None:
+    from django.test import override_settings
+
+    from container_manager.models import ExecutorHost
+
+    with override_settings(CONTAINER_MANAGER={"LOG_CAP_BYTES": 4096}):
+        assert ExecutorHost(name="h", executor_type="mock").to_spec().config["log_cap_bytes"] == 4096
+        own = ExecutorHost(name="h", executor_type="mock", executor_config={"log_cap_bytes": 100})
+        assert own.to_spec().config["log_cap_bytes"] == 100
