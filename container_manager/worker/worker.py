@@ -411,7 +411,7 @@ class Worker:
             )
             log_event("released", job=tracked.pk, host=tracked.host.name, error=error)
         except InvalidStateTransition:
-            pass
+            pass  # A cancel or another worker's takeover moved the job first: nothing left to release.
         self._abandon(tracked.pk, "released")
 
     def _fail_launch(self, tracked: Tracked, reason: TerminationReason, error: str) -> None:
