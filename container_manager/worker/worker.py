@@ -46,6 +46,8 @@ from container_manager_core.plugins import PluginManager
 CANCEL_CHECK_SECONDS = 1.0
 # Longest pause after a database error before trying again (PostgreSQL restarts take seconds).
 DB_RETRY_MAX_SECONDS = 5.0
+# How long a finishing worker waits for its last stops and removals (each call has its own timeout).
+BACKGROUND_JOIN_SECONDS = 30.0
 
 
 def default_worker_id() -> str:
@@ -100,6 +102,7 @@ class Worker:
         self.finished_total = 0
         self._reports: queue.SimpleQueue[Report] = queue.SimpleQueue()
         self._pending: deque[Report] = deque()
+        self._background: set[threading.Thread] = set()
         self._wake = threading.Event()
         self._stop_requested = False
         self._signals = 0
@@ -158,6 +161,7 @@ class Worker:
         )
         try:
             self._loop()
+            self._finish_background()
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
@@ -306,11 +310,22 @@ class Worker:
             log_event("cancelling", job=pk, execution=tracked.execution_id, host=tracked.host.name)
             self._in_background(self._runner.stop, tracked)
 
-    @staticmethod
-    def _in_background(func: Callable[[Tracked], None], tracked: Tracked) -> None:
-        threading.Thread(
+    def _in_background(self, func: Callable[[Tracked], None], tracked: Tracked) -> None:
+        thread = threading.Thread(
             target=func, args=(tracked,), name=f"{func.__name__}-{tracked.pk}", daemon=True
-        ).start()
+        )
+        self._background = {t for t in self._background if t.is_alive()}
+        self._background.add(thread)
+        thread.start()
+
+    def _finish_background(self) -> None:
+        # Stops and removals still under way when the loop ends (--once, --max-jobs, shutdown) get a
+        # bounded wait, so a finished run leaves no container behind for the next reconcile to find.
+        deadline = time.monotonic() + BACKGROUND_JOIN_SECONDS
+        for thread in list(self._background):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if left := sum(t.is_alive() for t in self._background):
+            log_event("background_unfinished", worker=self.worker_id, calls=left, level=logging.WARNING)
 
     def _abandon(self, pk: str, why: str) -> None:
         tracked = self.tracked.pop(pk, None)

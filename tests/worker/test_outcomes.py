@@ -182,3 +182,23 @@ def test_a_container_the_worker_stopped_is_never_an_oom(
     status: ExecutionStatus, stop_reason: str, expected: str
 ):
     assert termination_reason(status, stop_reason) == expected
+
+
+def test_a_once_run_returns_only_after_its_containers_are_removed(
+    host: ExecutorHost, fast_worker: MockExecutor, monkeypatch: pytest.MonkeyPatch
+):
+    # Checked against the worker without the final join: the run returned while the removal was
+    # still under way, and the executor still listed the job's execution.
+    real_remove = fast_worker.remove
+
+    def slow_remove(*args: Any, **kwargs: Any) -> bool:
+        import time
+
+        time.sleep(0.5)
+        return real_remove(*args, **kwargs)
+
+    monkeypatch.setattr(fast_worker, "remove", slow_remove)
+    jobs = [make_job(host, env={"MOCK_STDOUT": f"job {i}"}) for i in range(3)]
+    run_once()
+    assert all(ContainerJob.objects.get(pk=j.pk).status == JobStatus.COMPLETED for j in jobs)
+    assert fast_worker.executions(host.to_spec()) == []
