@@ -45,7 +45,12 @@ def main() -> int:
     )
     job = ContainerJob.objects.create_job(
         image=image,
-        command='echo "hello from job $JOB_NAME as uid $(id -u)"; echo "{\\"answer\\": 42}"',
+        # A few seconds of work, so the worker's usage samples (taken while a job runs) have figures.
+        command=(
+            'echo "hello from job $JOB_NAME as uid $(id -u)"; i=0; '
+            "while [ $i -lt 200000 ]; do i=$((i+1)); done; sleep 2; "
+            'echo "{\\"answer\\": 42}"'
+        ),
         name="hello",
         environment_vars={"JOB_NAME": "hello"},
         memory_limit=64,
@@ -60,7 +65,13 @@ def main() -> int:
     job.refresh_from_db()
     print(f"status:        {job.status} ({job.termination_reason}), exit code {job.exit_code}")
     print(f"duration:      {job.duration}")
-    print(f"peak memory:   {job.max_memory_usage} bytes, average CPU {job.cpu_usage_percent}%")
+    if job.max_memory_usage is not None and job.cpu_usage_percent is not None:
+        usage = (
+            f"{job.max_memory_usage / 2**20:.1f} MiB peak, {job.cpu_usage_percent:.1f}% of a core on average"
+        )
+    else:
+        usage = "not measured (the job ended before the first sample)"
+    print(f"usage:         {usage}")
     print(f"stdout (raw):  {job.stdout_log.strip()}")
     print(f"clean output:  {job.clean_output.strip()}")
     print(f"parsed output: {job.parsed_output}")

@@ -34,4 +34,5 @@ def test_the_demo_runs_a_job_to_completion(tmp_path: Path) -> None:
     assert "status:        completed (completed), exit code 0" in out
     assert "clean output:  hello from job hello as uid 1001" in out
     assert "parsed output: {'answer': 42}" in out
+    assert "MiB peak" in out, "usage is sampled while the job runs"
     assert (tmp_path / "example.sqlite3").exists()
