@@ -20,7 +20,8 @@ WORKDIR /tmp
 """
 
 
-def _is_static_elf(path: Path) -> bool:
+def is_static_elf(path: Path) -> bool:
+    """Say whether ``path`` is a 64-bit ELF binary with no program interpreter (statically linked)."""
     # A dynamic binary has a PT_INTERP program header naming its loader, which a scratch image lacks.
     header = path.read_bytes()[:4096]
     if header[:4] != b"\x7fELF" or header[4] != 2:  # 64-bit ELF only
@@ -39,7 +40,7 @@ def _is_static_elf(path: Path) -> bool:
 def find_static_busybox() -> Path:
     """Return the static busybox binary, or explain how to get one."""
     for candidate in (*BUSYBOX_CANDIDATES, shutil.which("busybox")):
-        if candidate and Path(candidate).is_file() and _is_static_elf(Path(candidate)):
+        if candidate and Path(candidate).is_file() and is_static_elf(Path(candidate)):
             return Path(candidate)
     raise FileNotFoundError("No static busybox found: install it with `apt-get install busybox-static`.")
 

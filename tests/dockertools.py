@@ -16,6 +16,8 @@ import docker.errors
 import pytest
 import requests.exceptions
 
+from example.image import is_static_elf
+
 # Every container, network and image a test creates carries this label, valued with the run id.
 TEST_LABEL = "container_manager.test"
 # Unique per test session, so parallel runs on one engine never clean up each other's containers.
@@ -63,7 +65,7 @@ def build_test_image(client: docker.DockerClient) -> str:
     otherwise busybox is pulled from the configured registry and only the user is changed.
     """
     with tempfile.TemporaryDirectory(prefix="cm-test-image-") as context:
-        if _is_static(BUSYBOX):
+        if BUSYBOX.is_file() and is_static_elf(BUSYBOX):
             shutil.copy2(BUSYBOX, Path(context, "busybox"))
             Path(context, "Dockerfile").write_text(_SCRATCH_DOCKERFILE)
         else:
@@ -79,15 +81,6 @@ def build_test_image(client: docker.DockerClient) -> str:
             timeout=CLIENT_TIMEOUT,
         )
     return TEST_IMAGE
-
-
-def _is_static(path: Path) -> bool:
-    """Say whether ``path`` is an ELF binary with no program interpreter (statically linked)."""
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return False
-    return data[:4] == b"\x7fELF" and b"/lib64/ld-linux" not in data[:4096] and b"/lib/ld-" not in data[:4096]
 
 
 def remove_labelled(client: docker.DockerClient, run_id: str) -> int:
