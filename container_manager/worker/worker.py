@@ -40,6 +40,7 @@ from container_manager.worker.tracking import (
     Tracked,
     Vanished,
 )
+from container_manager.worker.wakeup import QueueListener
 from container_manager_core.plugins import PluginManager
 
 # How often running jobs are checked for a cancel request, at most.
@@ -123,6 +124,9 @@ class Worker:
         self._health_cadence = Every(self.settings.HEALTH_CHECK_INTERVAL)
         self._reconcile_cadence = Every(self.settings.RECONCILE_INTERVAL)
         self._queue_empty = False
+        # Set by the listener thread when a job is queued; the main thread claims on its next turn.
+        self._job_queued = threading.Event()
+        self._listener = QueueListener(self._on_job_queued)
 
     # Lifecycle ------------------------------------------------------------------------------------
 
@@ -132,6 +136,10 @@ class Worker:
             self._stop_requested = True
             self._grace_deadline = time.monotonic() + self.settings.SHUTDOWN_GRACE_SECONDS
             log_event("shutdown_requested", worker=self.worker_id, running=len(self.tracked))
+        self._wake.set()
+
+    def _on_job_queued(self) -> None:
+        self._job_queued.set()
         self._wake.set()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
@@ -153,16 +161,19 @@ class Worker:
     def run(self) -> int:
         """Run until stopped; return how many jobs reached a finished state here."""
         previous = self._install_signals()
+        listening = self._listener.start()
         log_event(
             "worker_started",
             worker=self.worker_id,
             concurrency=self.concurrency,
             hosts=",".join(self.host_names) or "*",
+            wake="notify" if listening else "poll",
         )
         try:
             self._loop()
             self._finish_background()
         finally:
+            self._listener.stop()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
         left = len(self.tracked)
@@ -238,6 +249,9 @@ class Worker:
             self._renew_leases()
         if self._cancel_cadence.due(now):
             self._check_cancels()
+        if self._job_queued.is_set():
+            self._job_queued.clear()
+            self._claim_cadence.soon()
         if self._can_claim() and self._claim_cadence.due(now):
             self._claim()
 
