@@ -49,59 +49,48 @@ def _read_exact(raw: _Readable, size: int) -> bytes:
     return data
 
 
-def frame_payloads(raw: _Readable, expected_stream: int) -> Iterator[bytes]:
-    """Yield the payload pieces of a framed log body, refusing frames of another stream."""
+def frame_payloads(raw: _Readable) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(stream id, payload piece)`` from a framed log body, refusing unknown stream ids."""
     while True:
         header = _read_exact(raw, FRAME_HEADER.size)
         if len(header) < FRAME_HEADER.size:
             return
         stream_id, length = FRAME_HEADER.unpack(header)
-        if stream_id != expected_stream:
-            raise ExecutorError(
-                f"The engine sent log stream {stream_id!r} when only {expected_stream!r} was asked for."
-            )
+        if stream_id not in (STDOUT_ID, STDERR_ID):
+            raise ExecutorError(f"The engine sent a log frame of unknown stream {stream_id!r}.")
         while length > 0:
             piece = raw.read(min(length, _PIECE))
             if not piece:
                 return
             length -= len(piece)
-            yield piece
-
-
-def read_stream(
-    api: docker.APIClient, container_id: str, *, stdout: bool, timestamps: bool, limit: int, timeout: float
-) -> tuple[str, int]:
-    """Return one stream's capped text and the number of bytes the cap dropped.
-
-    Asking the engine for one stream at a time keeps them apart exactly (no guessing from the
-    words), and streaming into the buffer keeps memory at ``limit`` however much the job wrote.
-    """
-    params: dict[str, int | str] = {
-        "stdout": int(stdout),
-        "stderr": int(not stdout),
-        "timestamps": int(timestamps),
-        "follow": 0,  # never wait for more output from a running job
-        "tail": "all",
-    }
-    url = api_url(api, f"/containers/{urllib.parse.quote(container_id, safe='')}/logs")
-    buffer = HeadTailBuffer(limit)
-    with api.get(url, params=params, stream=True, timeout=(timeout, timeout)) as response:
-        raise_for_engine_status(response)
-        for piece in frame_payloads(response.raw, STDOUT_ID if stdout else STDERR_ID):
-            buffer.feed(piece)
-    kept, dropped = buffer.result()
-    return render_capped(kept, dropped, limit), dropped
+            yield stream_id, piece
 
 
 def read_logs(
     api: docker.APIClient, container_id: str, *, timestamps: bool, limit: int, timeout: float
 ) -> ExecutionLogs:
-    """Return both streams of a container, each capped at ``limit`` bytes."""
-    stdout, stdout_dropped = read_stream(
-        api, container_id, stdout=True, timestamps=timestamps, limit=limit, timeout=timeout
-    )
-    stderr, stderr_dropped = read_stream(
-        api, container_id, stdout=False, timestamps=timestamps, limit=limit, timeout=timeout
+    """Return both streams of a container, each capped at ``limit`` bytes (head and tail).
+
+    One request for both: every frame names its stream, so they are kept apart exactly (no guessing
+    from the words), and streaming into the buffers keeps memory near ``limit`` however much the job
+    wrote.
+    """
+    params: dict[str, int | str] = {
+        "stdout": 1,
+        "stderr": 1,
+        "timestamps": int(timestamps),
+        "follow": 0,  # never wait for more output from a running job
+        "tail": "all",
+    }
+    url = api_url(api, f"/containers/{urllib.parse.quote(container_id, safe='')}/logs")
+    buffers = {STDOUT_ID: HeadTailBuffer(limit), STDERR_ID: HeadTailBuffer(limit)}
+    with api.get(url, params=params, stream=True, timeout=(timeout, timeout)) as response:
+        raise_for_engine_status(response)
+        for stream_id, piece in frame_payloads(response.raw):
+            buffers[stream_id].feed(piece)
+    (stdout, stdout_dropped), (stderr, stderr_dropped) = (
+        _rendered(buffers[STDOUT_ID], limit),
+        _rendered(buffers[STDERR_ID], limit),
     )
     return ExecutionLogs(
         stdout=stdout,
@@ -110,3 +99,8 @@ def read_logs(
         stdout_dropped_bytes=stdout_dropped,
         stderr_dropped_bytes=stderr_dropped,
     )
+
+
+def _rendered(buffer: HeadTailBuffer, limit: int) -> tuple[str, int]:
+    kept, dropped = buffer.result()
+    return render_capped(kept, dropped, limit), dropped
