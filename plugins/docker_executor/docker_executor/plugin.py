@@ -205,10 +205,8 @@ class DockerExecutor(ExecutorPlugin):
             except docker.errors.NotFound:
                 return ExecutionStatus(ExecutionState.NOT_FOUND)
             state: Mapping[str, Any] = info["State"]
-            phase = execution_state(state["Status"])
+            phase = _phase(state)
             error = state.get("Error") or None
-            if phase is ExecutionState.PENDING and error:
-                phase = ExecutionState.EXITED  # a start that failed: this container will never run
             exited = phase is ExecutionState.EXITED
             return ExecutionStatus(
                 phase,
@@ -242,8 +240,8 @@ class DockerExecutor(ExecutorPlugin):
         api = self._get_client(host).api
 
         def exited_now() -> list[str]:
-            finished = (ExecutionState.EXITED, ExecutionState.NOT_FOUND)
-            return [eid for eid in execution_ids if self.status(host, eid).state in finished]
+            # The state alone: the OOM verdict and timestamps are the harvest's business, not the wait's.
+            return [eid for eid in execution_ids if self._ended(api, eid)]
 
         with engine_call(host, "wait for exits"):
             return wait_for_exit_events(
@@ -253,6 +251,12 @@ class DockerExecutor(ExecutorPlugin):
                 call_timeout=self._call_timeout(host),
                 exited_now=exited_now,
             )
+
+    def _ended(self, api: docker.APIClient, execution_id: str) -> bool:
+        try:
+            return _phase(self._inspect(api, execution_id)["State"]) is ExecutionState.EXITED
+        except docker.errors.NotFound:
+            return True
 
     # Output and usage ----------------------------------------------------------------------------
 
@@ -349,6 +353,13 @@ class DockerExecutor(ExecutorPlugin):
             for container in containers
             if (job_id := job_id_of(container.get("Labels"), host.owner)) is not None
         ]
+
+
+def _phase(state: Mapping[str, Any]) -> ExecutionState:
+    phase = execution_state(state["Status"])
+    if phase is ExecutionState.PENDING and state.get("Error"):
+        return ExecutionState.EXITED  # a start that failed: this container will never run
+    return phase
 
 
 plugin = DockerExecutor()
