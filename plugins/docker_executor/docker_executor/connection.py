@@ -12,6 +12,8 @@ import attrs
 import docker
 import docker.constants
 import docker.tls
+import docker.transport
+import docker.transport.unixconn
 import docker.utils
 
 from container_manager_core.errors import ExecutorError, ExecutorUnavailable
@@ -20,6 +22,8 @@ from container_manager_core.types import HostSpec, TlsSettings
 DEFAULT_BASE_URL = "unix:///var/run/docker.sock"
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_HEALTH_TIMEOUT = 5.0
+# Connections kept open per engine: a runner thread per running job, the event monitor and removals.
+POOL_SIZE = 32
 
 
 @attrs.frozen
@@ -93,9 +97,29 @@ def open_client(key: ConnectionKey) -> docker.DockerClient:
     version = key.api_version or _negotiate_version(key, tls)
     # An explicit version means docker-py makes no request in the constructor, so trust_env is off
     # before the first byte is sent (REQUESTS_CA_BUNDLE would otherwise replace our CA: docker-py #2433).
-    client = docker.DockerClient(base_url=key.base_url, version=version, timeout=key.timeout, tls=tls)
+    client = docker.DockerClient(
+        base_url=key.base_url, version=version, timeout=key.timeout, tls=tls, max_pool_size=POOL_SIZE
+    )
     client.api.trust_env = False
+    if socket_path != key.base_url:
+        adapter = SocketPoolAdapter("http+unix://" + socket_path, key.timeout, max_pool_size=POOL_SIZE)
+        client.api._custom_adapter = adapter  # type: ignore[attr-defined]  # docker-py closes it by this name
+        client.api.mount("http+docker://", adapter)
     return client
+
+
+class SocketPoolAdapter(docker.transport.UnixHTTPAdapter):
+    """docker-py's unix-socket adapter with one connection pool per socket, not one per URL.
+
+    docker-py keys its pools by the whole request URL, so each container id in a path gets a pool
+    and a fresh connection of its own (and its 25-entry LRU closes them again): a connect and a
+    close on the engine for nearly every call. Keyed by the socket, connections are reused.
+    """
+
+    def get_connection(
+        self, url: str | bytes, proxies: Any = None
+    ) -> docker.transport.unixconn.UnixHTTPConnectionPool:
+        return super().get_connection(self.socket_path, proxies)
 
 
 def _negotiate_version(key: ConnectionKey, tls: docker.tls.TLSConfig | bool) -> str:
