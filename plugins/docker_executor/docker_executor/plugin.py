@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from docker_executor.connection import (
     DEFAULT_HEALTH_TIMEOUT,
     DEFAULT_TIMEOUT,
     ClientCache,
+    ConnectionKey,
     base_url,
     config_seconds,
     connection_key,
@@ -37,6 +39,7 @@ from docker_executor.guard import check_create_payload
 from docker_executor.health import check_health
 from docker_executor.image_pull import ensure_image
 from docker_executor.logs import log_cap, read_logs
+from docker_executor.monitor import HostEvents
 from docker_executor.naming import JOB_ID_LABEL, OWNER_LABEL, job_id_of, owner_filter
 from docker_executor.networks import join_networks, require_networks
 from docker_executor.oom import oom_event_seen, oom_killed
@@ -73,6 +76,8 @@ class DockerExecutor(ExecutorPlugin):
         self._exited: Recent[Mapping[str, Any]] = Recent()
         # Images seen on a host recently: the per-launch inspect is skipped while the entry is fresh.
         self._images: Recent[float] = Recent()
+        self._monitors: dict[tuple[ConnectionKey, str], HostEvents] = {}
+        self._monitors_lock = threading.Lock()
 
     # Connections ---------------------------------------------------------------------------------
 
@@ -89,6 +94,22 @@ class DockerExecutor(ExecutorPlugin):
     def _call_timeout(self, host: HostSpec) -> float:
         return float(config_seconds(host.config, "timeout", DEFAULT_TIMEOUT))
 
+    def _events(self, host: HostSpec) -> HostEvents:
+        """Return the host's shared event monitor (its thread starts when first asked for the epoch)."""
+        timeout = config_seconds(host.config, "timeout", DEFAULT_TIMEOUT)
+        key = (connection_key(host, "calls", timeout), host.owner)
+        with self._monitors_lock:
+            monitor = self._monitors.get(key)
+            if monitor is None:
+                monitor = HostEvents(
+                    host.name,
+                    lambda: self._get_client(host).api,
+                    filters={"label": owner_filter(host)},
+                    call_timeout=float(timeout),
+                )
+                self._monitors[key] = monitor
+            return monitor
+
     # Launch --------------------------------------------------------------------------------------
 
     def launch(self, host: HostSpec, job: JobSpec) -> Execution:
@@ -98,6 +119,9 @@ class DockerExecutor(ExecutorPlugin):
         with engine_call(host, f"launch job {job.job_id!r}"):
             require_networks(api, host, payload.config["HostConfig"]["NetworkMode"], payload.extra_networks)
             self._ensure_image(api, host, job.image)
+            # Opened before the create, so the container's whole life is in the host's event stream.
+            monitor = self._events(host)
+            epoch = monitor.live_epoch()
             for _attempt in range(2):
                 try:
                     execution = self._create_and_start(api, host, job, payload)
@@ -110,6 +134,8 @@ class DockerExecutor(ExecutorPlugin):
                     self._ensure_image(api, host, job.image)
                     continue
                 if execution is not None:
+                    if epoch is not None and not execution.adopted:
+                        monitor.cover(execution.execution_id, epoch)
                     return execution
         raise LaunchFailed(
             f"Host {host.name!r} kept reporting container {payload.name!r} both present and absent; "
@@ -227,6 +253,9 @@ class DockerExecutor(ExecutorPlugin):
         since = 0.0 if created is None else created.timestamp() - 1.0
 
         def event_seen() -> bool:
+            monitor = self._events(host)
+            if monitor.covers(container_id):
+                return monitor.oom_seen(container_id)
             return oom_event_seen(api, container_id, since=since, timeout=self._call_timeout(host))
 
         killed = oom_killed(state, stopped_by_us=container_id in self._stops, event_seen=event_seen)
@@ -236,21 +265,45 @@ class DockerExecutor(ExecutorPlugin):
         return killed
 
     def wait(self, host: HostSpec, execution_ids: Sequence[str], *, timeout: float) -> list[str]:
-        """Return the executions that have exited, woken by the engine's die events."""
-        api = self._get_client(host).api
+        """Return the executions that have exited, woken by the host's shared event stream.
 
+        A container the stream cannot vouch for (created before it opened, or after a break) has
+        its state read once; from then on its exit arrives as an event.
+        """
+        api = self._get_client(host).api
+        monitor = self._events(host)
+        deadline = time.monotonic() + max(0.0, timeout)
+        with engine_call(host, "wait for exits"):
+            while True:
+                epoch = monitor.live_epoch()
+                if epoch is None:  # No stream: wait on a request of our own, as direct as it gets.
+                    return self._wait_by_request(api, host, execution_ids, deadline - time.monotonic())
+                unknown = [eid for eid in execution_ids if not monitor.covers(eid)]
+                if gone := [eid for eid in unknown if self._ended(api, eid)]:
+                    return gone
+                for eid in unknown:
+                    monitor.cover(eid, epoch)
+                if ended := monitor.ended(execution_ids):
+                    return ended
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return []
+                monitor.wait_for_change(epoch, remaining)
+
+    def _wait_by_request(
+        self, api: docker.APIClient, host: HostSpec, execution_ids: Sequence[str], timeout: float
+    ) -> list[str]:
         def exited_now() -> list[str]:
             # The state alone: the OOM verdict and timestamps are the harvest's business, not the wait's.
             return [eid for eid in execution_ids if self._ended(api, eid)]
 
-        with engine_call(host, "wait for exits"):
-            return wait_for_exit_events(
-                api,
-                execution_ids,
-                timeout=timeout,
-                call_timeout=self._call_timeout(host),
-                exited_now=exited_now,
-            )
+        return wait_for_exit_events(
+            api,
+            execution_ids,
+            timeout=timeout,
+            call_timeout=self._call_timeout(host),
+            exited_now=exited_now,
+        )
 
     def _ended(self, api: docker.APIClient, execution_id: str) -> bool:
         try:
@@ -335,6 +388,7 @@ class DockerExecutor(ExecutorPlugin):
         self._oom_verdicts.forget(execution_id)
         self._stops.forget(execution_id)
         self._exited.forget(execution_id)
+        self._events(host).forget(execution_id)
         return removed
 
     # Host ----------------------------------------------------------------------------------------
