@@ -252,6 +252,9 @@ class ExecutionStatus:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: str | None = None
+    # Stopped through the engine by someone other than this executor (the engine shutting down, an
+    # operator's ``docker stop``): an interruption, not the job's own failure.
+    interrupted: bool = False
 
     @property
     def finished(self) -> bool:

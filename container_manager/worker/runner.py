@@ -252,6 +252,8 @@ class Runner:
                 if status.state is ExecutionState.NOT_FOUND:
                     self._send(Vanished(tracked))
                     return
+                if status.interrupted:
+                    tracked.interrupted = True  # stopped by the engine (or its operator), not the job
                 usage: ResourceUsage | None = None
                 if tracked.sampled and logs is not None:
                     # Without a sample taken while it ran, the engine knows nothing: spare the call.

@@ -2,7 +2,7 @@
 
 A stream per waiting job would mean one open request per running container and, on every exit, a
 second request to ask the event log about OOM kills. Instead one thread per host follows the
-``die``, ``destroy`` and ``oom`` events of this owner's containers and remembers them.
+``kill``, ``die``, ``destroy`` and ``oom`` events of this owner's containers and remembers them.
 
 Coverage is what makes the memory trustworthy. The stream is reopened every ``STREAM_SECONDS``
 with ``since`` set to the previous ``until``, so the engine replays whatever fell in between and
@@ -52,7 +52,7 @@ class HostEvents:
     ) -> None:
         self._name = name
         self._api = api
-        self._filters = {**filters, "type": ["container"], "event": ["die", "destroy", "oom"]}
+        self._filters = {**filters, "type": ["container"], "event": ["kill", "die", "destroy", "oom"]}
         self._call_timeout = call_timeout
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -61,6 +61,7 @@ class HostEvents:
         self._last_used = time.monotonic()
         self._ended: Recent[bool] = Recent()
         self._ooms: Recent[bool] = Recent()
+        self._kills: Recent[bool] = Recent()
         self._covered: Recent[int] = Recent()  # container id -> epoch since which its events are all seen
 
     # Used by the plugin --------------------------------------------------------------------------
@@ -99,6 +100,10 @@ class HostEvents:
     def oom_seen(self, container_id: str) -> bool:
         return container_id in self._ooms
 
+    def kill_seen(self, container_id: str) -> bool:
+        """Say whether the engine signalled the container (a stop, or its own shutdown stopping it)."""
+        return container_id in self._kills
+
     def wait_for_change(self, epoch: int, timeout: float) -> None:
         """Block until an event arrives, the epoch changes or the stream breaks, or ``timeout`` passes."""
         with self._changed:
@@ -109,6 +114,7 @@ class HostEvents:
     def forget(self, container_id: str) -> None:
         self._ended.forget(container_id)
         self._ooms.forget(container_id)
+        self._kills.forget(container_id)
         self._covered.forget(container_id)
 
     # The thread ----------------------------------------------------------------------------------
@@ -167,6 +173,8 @@ class HostEvents:
         with self._changed:
             if action == "oom":
                 self._ooms.put(container_id, True)
+            elif action == "kill":
+                self._kills.put(container_id, True)
             elif action in ("die", "destroy"):
                 self._ended.put(container_id, True)
             self._changed.notify_all()

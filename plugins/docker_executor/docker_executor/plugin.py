@@ -241,7 +241,18 @@ class DockerExecutor(ExecutorPlugin):
                 started_at=parse_engine_time(state.get("StartedAt")),
                 finished_at=parse_engine_time(state.get("FinishedAt")) if exited else None,
                 error=error,
+                interrupted=exited and self._stopped_elsewhere(host, str(info["Id"])),
             )
+
+    def _stopped_elsewhere(self, host: HostSpec, container_id: str) -> bool:
+        # A "kill" this process did not send: the engine's shutdown stopping its containers, or an
+        # operator's docker stop. Only the shared stream can tell; without it nothing is claimed.
+        monitor = self._events(host)
+        return (
+            container_id not in self._stops
+            and monitor.covers(container_id)
+            and monitor.kill_seen(container_id)
+        )
 
     def _oom_killed(self, api: docker.APIClient, host: HostSpec, info: Mapping[str, Any]) -> bool:
         container_id = str(info["Id"])
