@@ -25,6 +25,9 @@ RETRYABLE = frozenset(
 )
 # An engine that keeps restarting under a job eventually fails it rather than looping for ever.
 MAX_INTERRUPTIONS = 5
+# Pause before re-running an interrupted job: an engine stopping its containers is still shutting
+# down, and answers a create or start in that window with errors that are not the job's.
+INTERRUPTED_RERUN_SECONDS = 5.0
 _FINAL_STATUS = {
     TerminationReason.COMPLETED: JobStatus.COMPLETED,
     TerminationReason.CANCELLED: JobStatus.CANCELLED,
@@ -69,8 +72,11 @@ def settle(
         # The engine went away under the job (a restart kills its containers): not the job's failure.
         reason = TerminationReason.HOST_LOST
         if job.interruption_count < MAX_INTERRUPTIONS:
-            # Run it again at once, without using up one of the job's retries.
-            bookkeeping = {"interruption_count": job.interruption_count + 1, "next_attempt_at": now}
+            # Run it again shortly, without using up one of the job's retries.
+            bookkeeping = {
+                "interruption_count": job.interruption_count + 1,
+                "next_attempt_at": now + timedelta(seconds=INTERRUPTED_RERUN_SECONDS),
+            }
             return JobStatus.RETRYING, reason, bookkeeping
     if reason in RETRYABLE and job.retry_count < job.max_retries:
         delay = timedelta(seconds=backoff_seconds(job.retry_count, settings))
