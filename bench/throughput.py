@@ -187,10 +187,10 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str, tick: C
 @contextlib.contextmanager
 def finish_announcements() -> Iterator[Any]:
     """Yield a connection that hears each job's id as it finishes (a trigger in the benchmark's database)."""
-    import psycopg
     from django.db import connection
 
     from container_manager.states import FINISHED_STATUSES
+    from container_manager.worker.wakeup import plain_connection
 
     finished = ", ".join(f"'{status}'" for status in sorted(FINISHED_STATUSES))
     with connection.cursor() as cursor:
@@ -204,10 +204,7 @@ def finish_announcements() -> Iterator[Any]:
             f"WHEN (NEW.status IN ({finished}) AND OLD.status IS DISTINCT FROM NEW.status) "
             "EXECUTE FUNCTION bench_announce_finished()"
         )
-    params = connection.get_connection_params()
-    for name in ("cursor_factory", "context", "prepare_threshold"):
-        params.pop(name, None)
-    with psycopg.connect(**params, autocommit=True) as listening:
+    with plain_connection() as listening:
         listening.execute(f"LISTEN {FINISHED_CHANNEL}")
         yield listening
 

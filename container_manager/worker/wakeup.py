@@ -76,9 +76,17 @@ class QueueListener:
                 self._stopping.wait(pause)
 
     def _connect(self) -> Any:
-        import psycopg
+        return plain_connection(self._alias)
 
-        params = connections[self._alias].get_connection_params()
-        for name in _DJANGO_ONLY_PARAMS:
-            params.pop(name, None)
-        return psycopg.connect(**params, autocommit=True)
+
+def plain_connection(alias: str = "default") -> Any:
+    """Open a psycopg 3 autocommit connection to Django's database ``alias``, outside Django's pool.
+
+    LISTEN needs a connection of its own that no request or transaction ever borrows.
+    """
+    import psycopg
+
+    params = connections[alias].get_connection_params()
+    for name in _DJANGO_ONLY_PARAMS:
+        params.pop(name, None)
+    return psycopg.connect(**params, autocommit=True)
