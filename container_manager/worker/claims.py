@@ -6,16 +6,16 @@ import functools
 import random
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from django.db import connection, transaction
-from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db import transaction
+from django.db.models import F, prefetch_related_objects
 from django.utils import timezone
 
 from container_manager import signals
 from container_manager.models import ContainerJob, ExecutorHost
 from container_manager.states import ACTIVE_STATUSES, CLAIMABLE_STATUSES, JobStatus, sources_of
+from container_manager.worker import claim_sql
 
 # Jobs a claim may move to LAUNCHING, read from the transition table so the two cannot drift apart.
 _CLAIM_SOURCES = sorted(sources_of(JobStatus.LAUNCHING) & CLAIMABLE_STATUSES)
@@ -27,16 +27,6 @@ class Claim:
 
     job: ContainerJob
     pinned: bool
-
-
-def due(now: datetime) -> QuerySet[ContainerJob]:
-    """Return the jobs that may be claimed now, best first (higher priority, then oldest)."""
-    return (
-        ContainerJob.objects.filter(status__in=_CLAIM_SOURCES, cancel_requested_at__isnull=True)
-        .filter(Q(scheduled_for__isnull=True) | Q(scheduled_for__lte=now))
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        .order_by("-priority", "created_at")
-    )
 
 
 def pick_host(hosts: Sequence[ExecutorHost], rng: random.Random) -> ExecutorHost | None:
@@ -62,27 +52,26 @@ def claim_jobs(
     job moves with an UPDATE guarded by its status, so a job is claimed by one worker only.
     """
     now = timezone.now()
-    if limit <= 0 or not due(now).exists():
+    if limit <= 0 or not claim_sql.any_due(_CLAIM_SOURCES, now):
         return []  # The idle path costs one indexed query.
     won: list[Claim] = []
     with transaction.atomic():
-        hosts = _lock_hosts(host_names)
+        hosts = claim_sql.lock_hosts(host_names)
         room = {h.pk: h.max_concurrent_jobs - busy for h, busy in hosts.items()}
         open_hosts = [h for h in hosts if room[h.pk] > 0]
         if not open_hosts:
             return []
         by_pk = {h.pk: h for h in open_hosts}
         types = {h.executor_type for h in open_hosts}
-        placeable = Q(docker_host__in=open_hosts)
         floating_types = types | ({""} if default_executor_type in types else set())
-        placeable |= Q(docker_host__isnull=True, executor_type__in=floating_types)
-        candidates = due(now).filter(placeable).select_related("environment_template")
-        if connection.features.has_select_for_update_skip_locked:
-            # Rows another claimer holds are skipped rather than waited for.
-            candidates = candidates.select_for_update(skip_locked=True, of=("self",))
-        placed: dict[int, list[ContainerJob]] = {}
         # Read a few extra rows: some may wait for a host that fills up during this claim.
-        for job in candidates[: limit * 2]:
+        candidates = claim_sql.candidates(
+            _CLAIM_SOURCES, now, host_pks=list(by_pk), floating_types=sorted(floating_types), limit=limit * 2
+        )
+        if any(job.environment_template_id is not None for job in candidates):
+            prefetch_related_objects(candidates, "environment_template")  # to_spec reads it
+        placed: dict[int, list[ContainerJob]] = {}
+        for job in candidates:
             if sum(map(len, placed.values())) >= limit:
                 break
             if job.docker_host_id is not None:
@@ -125,22 +114,6 @@ def claim_jobs(
                     functools.partial(signals.send_transition, job, old, JobStatus.LAUNCHING)
                 )
     return won
-
-
-def _lock_hosts(host_names: Collection[str]) -> dict[ExecutorHost, int]:
-    """Lock the served healthy hosts and count each one's active jobs (across all workers) in one query."""
-    busy = (
-        ContainerJob.objects.filter(docker_host=OuterRef("pk"), status__in=ACTIVE_STATUSES)
-        .order_by()
-        .values("docker_host")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    hosts = ExecutorHost.objects.select_for_update(of=("self",)).filter(is_active=True, healthy=True)
-    if host_names:
-        hosts = hosts.filter(name__in=host_names)
-    locked = hosts.annotate(busy=Coalesce(Subquery(busy), 0)).order_by("pk")
-    return {host: host.busy for host in locked}
 
 
 def renew_leases(worker_id: str, job_pks: Collection[str], lease_seconds: float) -> set[str]:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 from mock_executor.plugin import MockExecutor
 
-from container_manager.models import ContainerJob, ExecutorHost
+from container_manager.models import ContainerJob, EnvironmentVariableTemplate, ExecutorHost
 from container_manager.states import JobStatus
 from container_manager.worker import claims
 from container_manager_core.errors import ExecutorUnavailable
@@ -56,6 +58,32 @@ def test_the_claim_guard_refuses_a_job_that_left_the_queue(
     assert claim() == []
     job.refresh_from_db()
     assert (job.status, job.worker_id, job.attempt) == (JobStatus.CANCELLED, "", 0)
+
+
+def test_a_claim_takes_exactly_the_due_jobs_best_first(host: ExecutorHost, django_assert_num_queries):
+    # The claim's SQL is written by hand (claim_sql.py): it must agree with the ORM's definition.
+    past, future = timezone.now() - timedelta(seconds=5), timezone.now() + timedelta(hours=1)
+    template = EnvironmentVariableTemplate.objects.create(
+        name="t", environment_variables_text="FROM_TEMPLATE=1"
+    )
+    due = [make_job(host, priority=p) for p in (0, 5, 1)]
+    due += [make_job(host, scheduled_for=past), make_job(host, environment_template=template)]
+    retrying, backing_off, cancelling, running = (make_job(host) for _ in range(4))
+    ContainerJob.objects.filter(pk=retrying.pk).update(status=JobStatus.RETRYING, next_attempt_at=past)
+    ContainerJob.objects.filter(pk=backing_off.pk).update(status=JobStatus.RETRYING, next_attempt_at=future)
+    ContainerJob.objects.filter(pk=cancelling.pk).update(cancel_requested_at=past)
+    ContainerJob.objects.filter(pk=running.pk).update(status=JobStatus.RUNNING, worker_id="elsewhere")
+    make_job(host, scheduled_for=future)
+    expected = list(
+        ContainerJob.objects.claimable().filter(cancel_requested_at__isnull=True).values_list("pk", flat=True)
+    )
+    assert set(expected) == {job.pk for job in due} | {retrying.pk}
+
+    won = claim()
+    assert [c.job.pk for c in won] == expected  # Highest priority first, then the oldest.
+    with django_assert_num_queries(0):  # The template came with the claim: making specs reads nothing.
+        specs = {c.job.pk: c.job.to_spec() for c in won}
+    assert specs[due[-1].pk].env["FROM_TEMPLATE"] == "1"
 
 
 def test_the_claim_path_costs_a_fixed_number_of_queries(host: ExecutorHost, django_assert_num_queries):
