@@ -73,7 +73,9 @@ def install(path: str) -> None:
         connection._bench_counted = True
         # The first connection comes after the apps are loaded: the worker's classes can be wrapped now.
         _time_cpu("container_manager_core.plugins", "PluginManager", *_EXECUTOR_CALLS)
-        _time_cpu("container_manager.worker.worker", "Worker", "_step")
+        _time_cpu(
+            "container_manager.worker.worker", "Worker", "_step", "_claim", "_record_running", "_record_exit"
+        )
 
         def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
             _count("sql:" + sql.split(None, 1)[0].upper())
