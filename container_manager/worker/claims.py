@@ -87,10 +87,7 @@ def claim_jobs(
         changes = {"worker_id": worker_id, "lease_expires_at": lease, "launched_at": now, "stop_reason": ""}
         for host_pk, jobs in placed.items():
             pks = [job.pk for job in jobs]
-            guarded = ContainerJob.objects.filter(pk__in=pks, status__in=_CLAIM_SOURCES)
-            count = guarded.update(
-                status=JobStatus.LAUNCHING, docker_host=host_pk, attempt=F("attempt") + 1, **changes
-            )
+            count = claim_sql.claim_rows(pks, _CLAIM_SOURCES, changes=changes, host_pk=host_pk)
             if count != len(jobs):
                 # The guard lost a row (a cancel between read and UPDATE): keep only what was won.
                 kept = set(

@@ -14,7 +14,7 @@ from mock_executor.plugin import MockExecutor
 
 from container_manager.models import ContainerJob, EnvironmentVariableTemplate, ExecutorHost
 from container_manager.states import JobStatus
-from container_manager.worker import claims
+from container_manager.worker import claim_sql, claims
 from container_manager_core.errors import ExecutorUnavailable
 from tests.worker.conftest import make_host, make_job
 
@@ -46,15 +46,14 @@ def test_the_claim_guard_refuses_a_job_that_left_the_queue(
     host: ExecutorHost, monkeypatch: pytest.MonkeyPatch
 ):
     job = make_job(host)
-    queryset_class = type(ContainerJob.objects.all())
-    real_update = queryset_class.update
+    real_claim_rows = claim_sql.claim_rows
 
-    def cancel_first(qs, **kwargs):
+    def cancel_first(*args: Any, **kwargs: Any) -> int:
         # A person cancels between the worker's read and its UPDATE.
-        real_update(ContainerJob.objects.filter(pk=job.pk), status=JobStatus.CANCELLED)
-        return real_update(qs, **kwargs)
+        ContainerJob.objects.filter(pk=job.pk).update(status=JobStatus.CANCELLED)
+        return real_claim_rows(*args, **kwargs)
 
-    monkeypatch.setattr(queryset_class, "update", cancel_first)
+    monkeypatch.setattr(claim_sql, "claim_rows", cancel_first)
     assert claim() == []
     job.refresh_from_db()
     assert (job.status, job.worker_id, job.attempt) == (JobStatus.CANCELLED, "", 0)
