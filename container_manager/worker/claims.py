@@ -45,14 +45,18 @@ def claim_jobs(
     default_executor_type: str,
     lease_seconds: float,
     rng: random.Random,
+    announced: bool = False,
 ) -> list[Claim]:
     """Claim up to ``limit`` due jobs for ``worker_id``, each placed on a host with room for it.
 
     Host rows are locked for the claim so two workers cannot both fill a host's last slot; each
     job moves with an UPDATE guarded by its status, so a job is claimed by one worker only.
+    ``announced``: the database just said a job was queued, so the idle pre-check is skipped.
     """
     now = timezone.now()
-    if limit <= 0 or not claim_sql.any_due(_CLAIM_SOURCES, now):
+    if limit <= 0:
+        return []
+    if not announced and not claim_sql.any_due(_CLAIM_SOURCES, now):
         return []  # The idle path costs one indexed query.
     won: list[Claim] = []
     with transaction.atomic():

@@ -249,18 +249,19 @@ class Worker:
             self._renew_leases()
         if self._cancel_cadence.due(now):
             self._check_cancels()
-        if self._job_queued.is_set():
+        announced = self._job_queued.is_set()
+        if announced:
             self._job_queued.clear()
             self._claim_cadence.soon()
         if self._can_claim() and self._claim_cadence.due(now):
-            self._claim()
+            self._claim(announced=announced)
 
     def _can_claim(self) -> bool:
         if self._stop_requested or len(self.tracked) >= self.concurrency:
             return False
         return self.max_jobs is None or self.claimed_total < self.max_jobs
 
-    def _claim(self) -> None:
+    def _claim(self, *, announced: bool = False) -> None:
         limit = self.concurrency - len(self.tracked)
         if self.max_jobs is not None:
             limit = min(limit, self.max_jobs - self.claimed_total)
@@ -271,6 +272,7 @@ class Worker:
             default_executor_type=self.settings.DEFAULT_EXECUTOR_TYPE,
             lease_seconds=self.settings.LEASE_SECONDS,
             rng=self._rng,
+            announced=announced,
         )
         self._queue_empty = len(won) < limit
         if not self._queue_empty:

@@ -93,6 +93,9 @@ def test_the_claim_path_costs_a_fixed_number_of_queries(host: ExecutorHost, djan
         assert len(claim()) == 3
     with django_assert_num_queries(1):  # Idle: one indexed query.
         assert claim() == []
+    make_job(host)
+    with django_assert_num_queries(5):  # Announced by the database: no pre-check.
+        assert len(claim(announced=True)) == 1
 
 
 def test_a_host_never_gets_more_than_its_capacity_across_workers(db: None):
