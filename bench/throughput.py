@@ -175,6 +175,23 @@ class WorkerProcess:
         self.process.wait(timeout=60)
 
 
+def database_cpu_seconds() -> float:
+    """Return the CPU time of every PostgreSQL process here, including backends that have exited.
+
+    A backend's time moves to its parent's "children" fields when it is reaped, so those count too.
+    """
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # The process ended while we looked.
+        command, fields = text[text.index("(") + 1 : text.rindex(")")], text.rsplit(")", 1)[1].split()
+        if command.startswith("postgres"):
+            total += sum(int(f) for f in fields[11:15])
+    return total / CLOCK_TICKS
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, tick: Callable[[], object]) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -223,7 +240,7 @@ def run_worker(
     try:
         with finish_announcements() as announcements:
             time.sleep(3)  # Django start-up, the first reconciliation and health check.
-            cpu_before = worker.cpu_seconds()
+            cpu_before, database_before = worker.cpu_seconds(), database_cpu_seconds()
             outstanding = {create() for _ in range(concurrency)}
             created, done = concurrency, []
             while outstanding:
@@ -237,6 +254,7 @@ def run_worker(
                             created += 1
                 worker.rss_bytes()
             cpu = worker.cpu_seconds() - cpu_before
+            database_cpu = database_cpu_seconds() - database_before
     finally:
         worker.stop()
     rows = list(
@@ -255,7 +273,9 @@ def run_worker(
     latencies = [seconds(created_at, completed) for _, _, created_at, completed in rows]
     span = max(seconds(min(r[2] for r in rows), r[3]) for r in rows)
     totals = Counter(json.loads(counts.read_text())) if counts.exists() else Counter()
-    return WorkerRun(Result("worker", jobs, span, latencies), phases, cpu, worker.peak_rss, totals)
+    return WorkerRun(
+        Result("worker", jobs, span, latencies), phases, cpu, database_cpu, worker.peak_rss, totals
+    )
 
 
 @dataclass
@@ -265,6 +285,7 @@ class WorkerRun:
     result: Result
     phases: Sequence[tuple[datetime | None, ...]]
     cpu_seconds: float
+    database_cpu_seconds: float  # All of PostgreSQL, the benchmark's own inserts included.
     peak_rss: int
     totals: Counter[str]
 
@@ -286,6 +307,7 @@ def costs_of(runs: list[WorkerRun]) -> dict[str, float]:
     phases = [p for run in runs for p in run.phases]
     costs = {
         "cpu_ms_per_job": 1000 * sum(run.cpu_seconds for run in runs) / jobs,
+        "database_cpu_ms_per_job": 1000 * sum(run.database_cpu_seconds for run in runs) / jobs,
         "peak_rss_mb": max(run.peak_rss for run in runs) / 2**20,
         "sql_per_job": sum(v for k, v in totals.items() if k.startswith("sql:")) / jobs,
         "docker_calls_per_job": sum(v for k, v in totals.items() if k.startswith("docker:")) / jobs,
