@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +16,7 @@ from django.db.models.functions import Concat
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from container_manager import signals, validation
+from container_manager import signals, sqltext, validation
 from container_manager.conf import app_settings
 from container_manager.exceptions import InvalidStateTransition
 from container_manager.executors.registry import get_plugin_manager
@@ -443,12 +443,7 @@ class ContainerJob(models.Model):
         if from_statuses is not None:
             sources &= frozenset(JobStatus(s) for s in from_statuses)
         old = self.status
-        query = type(self).objects.filter(pk=self.pk, status__in=sources)
-        if worker_id is not None:
-            query = query.filter(worker_id=worker_id)
-        if attempt is not None:
-            query = query.filter(attempt=attempt)
-        if not sources or not query.update(status=to, **changes):
+        if not sources or not self._guarded_update(sources, worker_id, attempt, {"status": to, **changes}):
             current = type(self).objects.filter(pk=self.pk).values_list("status", flat=True).first()
             raise InvalidStateTransition(self.pk, current, to)
         computed = [field for field, value in changes.items() if isinstance(value, Combinable)]
@@ -459,6 +454,32 @@ class ContainerJob(models.Model):
             self.refresh_from_db(fields=computed)
         self.status = to
         transaction.on_commit(lambda: signals.send_transition(self, old, to))
+
+    def _guarded_update(
+        self, sources: Collection[str], worker_id: str | None, attempt: int | None, changes: dict[str, Any]
+    ) -> int:
+        """UPDATE this row if its status is in ``sources`` (and the owner matches); return the count."""
+        model = type(self)
+        known = sqltext.fields(model)
+        if not all(field in known and sqltext.is_plain(known[field], v) for field, v in changes.items()):
+            query = model.objects.filter(pk=self.pk, status__in=sources)  # Expressions: the ORM.
+            if worker_id is not None:
+                query = query.filter(worker_id=worker_id)
+            if attempt is not None:
+                query = query.filter(attempt=attempt)
+            return query.update(**changes)
+        # Plain values, the worker's path for every job: the same UPDATE, without compiling it.
+        statuses = sorted(sources)
+        where = (
+            f"{sqltext.name(model, 'id')} = %s"
+            f" AND {sqltext.name(model, 'status')} IN ({sqltext.placeholders(statuses)})"
+        )
+        params: list[Any] = [sqltext.prepared(model, "id", self.pk), *statuses]
+        for field, value in (("worker_id", worker_id), ("attempt", attempt)):
+            if value is not None:
+                where += f" AND {sqltext.name(model, field)} = %s"
+                params.append(value)
+        return sqltext.update(model, changes, where, params)
 
     def append_event(self, message: str) -> None:
         """Add a timestamped line to ``docker_log`` (lifecycle events) in the database and in memory."""

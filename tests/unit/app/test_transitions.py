@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.db import transaction
 from django.db.models import F
+from django.utils import timezone
 
 from container_manager import signals
 from container_manager.exceptions import HostUnavailable, InvalidStateTransition
@@ -99,6 +101,38 @@ def test_the_worker_and_attempt_guards_stop_a_worker_that_lost_its_claim(host):
         job._transition(JobStatus.COMPLETED, worker_id="w1", attempt=7)
     job._transition(JobStatus.COMPLETED, worker_id="w1", attempt=1, exit_code=0)
     assert ContainerJob.objects.get(pk=job.pk).status == JobStatus.COMPLETED
+
+
+def test_plain_changes_are_stored_as_the_orm_would_store_them(host, django_assert_num_queries):
+    # Plain values skip the ORM's compiler (sqltext.py): each kind of field must still round-trip.
+    job = make_job(host=host)
+    other_host = ExecutorHost.objects.create(name="other", executor_type="docker")
+    when = timezone.now() - timedelta(minutes=3)
+    changes: dict[str, Any] = {
+        "docker_host": other_host,  # a model instance for a foreign key
+        "launched_at": when,
+        "execution_id": "c-1",
+        "retry_count": 3,
+        "lease_expires_at": None,
+    }
+    with django_assert_num_queries(1):
+        job._transition(JobStatus.LAUNCHING, **changes)
+    job._transition(JobStatus.RUNNING, worker_id="", attempt=0, started_at=when)
+    outcome = {"parsed_output": {"ok": [1, "two", None]}, "exit_code": -9, "stdout_log": "a'b\"c%s\n"}
+    job._transition(JobStatus.FAILED, **outcome, max_memory_usage=2**40, cpu_usage_percent=12.5)
+    row = ContainerJob.objects.get(pk=job.pk)
+    assert (row.status, row.docker_host_id, row.execution_id, row.retry_count) == (
+        "failed",
+        other_host.pk,
+        "c-1",
+        3,
+    )
+    assert (row.launched_at, row.started_at, row.lease_expires_at) == (when, when, None)
+    assert (row.parsed_output, row.exit_code, row.stdout_log) == tuple(outcome.values())
+    assert (row.max_memory_usage, row.cpu_usage_percent) == (2**40, 12.5)
+    job._transition(JobStatus.PENDING, parsed_output=None, docker_host=None)  # requeue-like: SQL NULLs
+    row.refresh_from_db()
+    assert (row.parsed_output, row.docker_host_id, row.status) == (None, None, JobStatus.PENDING)
 
 
 def test_expression_changes_are_read_back(host):
