@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
@@ -52,11 +53,16 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        Worker(
+        worker = Worker(
             worker_id=options["worker_id"],
             concurrency=options["concurrency"],
             max_jobs=options["max_jobs"],
             once=options["once"],
             host_names=options["hosts"],
             poll_interval=options["poll_interval"],
-        ).run()
+        )
+        # A long-lived process: take what start-up built (Django, the plugins, their modules)
+        # out of the collector's reach, so a full collection scans only what the worker makes
+        # later. Under the benchmark's load a full collection paused the worker for 50-130 ms.
+        gc.freeze()
+        worker.run()
