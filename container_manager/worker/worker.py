@@ -245,16 +245,18 @@ class Worker:
         if self._health_cadence.due(now):
             hosts.check_health(self.host_names)
         self._apply_reports()
-        if self._lease_cadence.due(now):
-            self._renew_leases()
-        if self._cancel_cadence.due(now):
-            self._check_cancels()
+        # Claims are on a queued job's latency path; the lease and cancel checks that follow can
+        # wait the few milliseconds a claim takes.
         announced = self._job_queued.is_set()
         if announced:
             self._job_queued.clear()
             self._claim_cadence.soon()
         if self._can_claim() and self._claim_cadence.due(now):
             self._claim(announced=announced)
+        if self._lease_cadence.due(now):
+            self._renew_leases()
+        if self._cancel_cadence.due(now):
+            self._check_cancels()
 
     def _can_claim(self) -> bool:
         if self._stop_requested or len(self.tracked) >= self.concurrency:
