@@ -470,11 +470,12 @@ class ContainerJob(models.Model):
             return query.update(**changes)
         # Plain values, the worker's path for every job: the same UPDATE, without compiling it.
         statuses = sorted(sources)
+        pk = model._meta.pk.name
         where = (
-            f"{sqltext.name(model, 'id')} = %s"
+            f"{sqltext.name(model, pk)} = %s"
             f" AND {sqltext.name(model, 'status')} IN ({sqltext.placeholders(statuses)})"
         )
-        params: list[Any] = [sqltext.prepared(model, "id", self.pk), *statuses]
+        params: list[Any] = [sqltext.prepared(model, pk, self.pk), *statuses]
         for field, value in (("worker_id", worker_id), ("attempt", attempt)):
             if value is not None:
                 where += f" AND {sqltext.name(model, field)} = %s"
