@@ -416,16 +416,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'ratio':>14}: {worker.rate / raw.rate:6.1%} of the raw floor's throughput")
     added = 1000 * (worker.percentile(0.5) - raw.percentile(0.5))
     print(f"{'added p50':>14}: {added:+.1f} ms")
-    # Each round's two halves ran minutes apart at most: their difference is the least disturbed
-    # by the machine's drift, so the median over rounds is printed beside the pooled figure.
+    # The spread between rounds shows how far the machine drifts between two halves of one round.
     paired = [
         1000 * (run.result.percentile(0.5) - raw_round.percentile(0.5))
         for run, raw_round in zip(runs, raws, strict=True)
     ]
-    print(
-        f"{'':>14}  per round {', '.join(f'{d:+.0f}' for d in paired)} ms;"
-        f" median of rounds {statistics.median(paired):+.1f} ms"
-    )
+    print(f"{'':>14}  per round: {', '.join(f'{d:+.0f}' for d in paired)} ms")
     for key, value in costs.items():
         print(f"{key:>24}: {value:.2f}")
     if track_rss is not None:
