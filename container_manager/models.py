@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.validators import MinValueValidator
-from django.db import models, transaction
+from django.db import DEFAULT_DB_ALIAS, models, router, transaction
 from django.db.models.expressions import Combinable
 from django.db.models.functions import Concat
 from django.utils import timezone
@@ -461,7 +461,9 @@ class ContainerJob(models.Model):
         """UPDATE this row if its status is in ``sources`` (and the owner matches); return the count."""
         model = type(self)
         known = sqltext.fields(model)
-        if not all(field in known and sqltext.is_plain(known[field], v) for field, v in changes.items()):
+        plain = all(field in known and sqltext.is_plain(known[field], v) for field, v in changes.items())
+        # sqltext speaks to the default database; a router that sends writes elsewhere gets the ORM.
+        if not plain or router.db_for_write(model, instance=self) != DEFAULT_DB_ALIAS:
             query = model.objects.filter(pk=self.pk, status__in=sources)  # Expressions: the ORM.
             if worker_id is not None:
                 query = query.filter(worker_id=worker_id)
