@@ -124,6 +124,7 @@ class Worker:
         self._health_cadence = Every(self.settings.HEALTH_CHECK_INTERVAL)
         self._reconcile_cadence = Every(self.settings.RECONCILE_INTERVAL)
         self._queue_empty = False
+        self._listening = False  # Set when the queue listener is on: queued jobs are announced.
         # Set by the listener thread when a job is queued; the main thread claims on its next turn.
         self._job_queued = threading.Event()
         self._listener = QueueListener(self._on_job_queued)
@@ -161,7 +162,7 @@ class Worker:
     def run(self) -> int:
         """Run until stopped; return how many jobs reached a finished state here."""
         previous = self._install_signals()
-        listening = self._listener.start()
+        listening = self._listening = self._listener.start()
         log_event(
             "worker_started",
             worker=self.worker_id,
@@ -251,6 +252,8 @@ class Worker:
         if announced:
             self._job_queued.clear()
             self._claim_cadence.soon()
+        # Room first: a turn without room must not use the cadence up, or a job announced while
+        # every slot was busy would wait for the next poll (see _finish).
         if self._can_claim() and self._claim_cadence.due(now):
             self._claim(announced=announced)
         if self._lease_cadence.due(now):
@@ -503,6 +506,10 @@ class Worker:
             reason=tracked.job.termination_reason,
             exit_code=tracked.job.exit_code,
         )
-        self._claim_cadence.soon()  # A slot is free.
+        if not self._listening:
+            self._claim_cadence.soon()  # A slot is free: look for a job now, not at the next poll.
+        # With announcements on, that look would cost a query per job and mostly find nothing. A
+        # job already waiting has left the claim cadence due (announced while every slot was busy,
+        # or a claim that filled them all), and that stays so until a slot frees and claims.
         if tracked.execution_id and self.settings.CLEANUP_AFTER_HARVEST:
             self._in_background(self._runner.remove, tracked)

@@ -118,3 +118,35 @@ def test_an_idle_worker_with_a_slow_poll_claims_a_new_job_at_once(settings: Any)
         worker.request_stop()
         thread.join(30)
     assert not thread.is_alive()
+
+
+def test_a_busy_worker_with_a_slow_poll_takes_waiting_jobs_as_slots_free(settings: Any):
+    # With announcements on, a freed slot does not look for work itself: a job announced while the
+    # slot was busy must keep the claim due. Checked against a turn that used the cadence up before
+    # asking for room (due() first): the waiting jobs stayed pending past the test's 10 s.
+    settings.CONTAINER_MANAGER = dict(FAST, POLL_INTERVAL=30)
+    host = make_host()
+    worker = Worker(concurrency=1)
+
+    def run() -> None:
+        try:
+            worker.run()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        time.sleep(1.0)
+        jobs = [make_job(host) for _ in range(3)]  # Announced together; one slot takes one at a time.
+        deadline = time.monotonic() + HEARD_WITHIN
+        while time.monotonic() < deadline:
+            finished = ContainerJob.objects.filter(pk__in=[j.pk for j in jobs], status=JobStatus.COMPLETED)
+            if finished.count() == len(jobs):
+                break
+            time.sleep(0.05)
+        assert finished.count() == len(jobs), "the waiting jobs were left for the 30 s poll"
+    finally:
+        worker.request_stop()
+        thread.join(30)
+    assert not thread.is_alive()
