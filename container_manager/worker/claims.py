@@ -29,6 +29,14 @@ class Claim:
     pinned: bool
 
 
+@dataclass(frozen=True)
+class ClaimRound:
+    """What one claim won, and whether it saw due jobs it left behind (beyond its limit or its room)."""
+
+    won: list[Claim]
+    more_due: bool
+
+
 def pick_host(hosts: Sequence[ExecutorHost], rng: random.Random) -> ExecutorHost | None:
     """Choose one host at random in proportion to its weight; weight 0 drains a host."""
     weighted = [h for h in hosts if h.weight > 0]
@@ -46,7 +54,7 @@ def claim_jobs(
     lease_seconds: float,
     rng: random.Random,
     announced: bool = False,
-) -> list[Claim]:
+) -> ClaimRound:
     """Claim up to ``limit`` due jobs for ``worker_id``, each placed on a host with room for it.
 
     Host rows are locked for the claim so two workers cannot both fill a host's last slot; each
@@ -55,16 +63,17 @@ def claim_jobs(
     """
     now = timezone.now()
     if limit <= 0:
-        return []
+        return ClaimRound([], more_due=False)
     if not announced and not claim_sql.any_due(_CLAIM_SOURCES, now):
-        return []  # The idle path costs one indexed query.
+        return ClaimRound([], more_due=False)  # The idle path costs one indexed query.
     won: list[Claim] = []
     with transaction.atomic():
         hosts = claim_sql.lock_hosts(host_names)
         room = {h.pk: h.max_concurrent_jobs - busy for h, busy in hosts.items()}
         open_hosts = [h for h in hosts if room[h.pk] > 0]
         if not open_hosts:
-            return []
+            # Every host is full: a slot freeing elsewhere is not announced, so the poll finds it.
+            return ClaimRound([], more_due=False)
         by_pk = {h.pk: h for h in open_hosts}
         types = {h.executor_type for h in open_hosts}
         floating_types = types | ({""} if default_executor_type in types else set())
@@ -114,7 +123,8 @@ def claim_jobs(
                 transaction.on_commit(
                     functools.partial(signals.send_transition, job, old, JobStatus.LAUNCHING)
                 )
-    return won
+    # The candidates query reads up to twice the limit, so rows beyond those placed are due jobs left.
+    return ClaimRound(won, more_due=len(candidates) > sum(map(len, placed.values())))
 
 
 def renew_leases(worker_id: str, job_pks: Collection[str], lease_seconds: float) -> set[str]:

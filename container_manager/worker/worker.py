@@ -270,7 +270,7 @@ class Worker:
         limit = self.concurrency - len(self.tracked)
         if self.max_jobs is not None:
             limit = min(limit, self.max_jobs - self.claimed_total)
-        won = claims.claim_jobs(
+        claimed = claims.claim_jobs(
             worker_id=self.worker_id,
             limit=limit,
             host_names=self.host_names,
@@ -279,10 +279,12 @@ class Worker:
             rng=self._rng,
             announced=announced,
         )
-        self._queue_empty = len(won) < limit
+        # Empty unless every slot was filled and due jobs were left over: only then is it worth
+        # claiming again as soon as a slot frees (an announced job makes a claim due anyway).
+        self._queue_empty = len(claimed.won) < limit or not claimed.more_due
         if not self._queue_empty:
-            self._claim_cadence.soon()  # There may be more: claim again as soon as a slot frees.
-        for claim in won:
+            self._claim_cadence.soon()
+        for claim in claimed.won:
             job = claim.job
             host = job.docker_host
             if host is None:  # A claim always places the job; this only satisfies the type checker.

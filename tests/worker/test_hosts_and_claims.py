@@ -30,7 +30,7 @@ def claim(limit: int = 10, worker_id: str = "w1", **options: Any) -> list[claims
         lease_seconds=30,
         rng=options.pop("rng", None) or random.Random(1),  # noqa: S311 - seeded for repeatable placement
         **options,
-    )
+    ).won
 
 
 def test_a_claim_records_the_worker_and_a_new_attempt(host: ExecutorHost):
@@ -83,6 +83,24 @@ def test_a_claim_takes_exactly_the_due_jobs_best_first(host: ExecutorHost, djang
     with django_assert_num_queries(0):  # The template came with the claim: making specs reads nothing.
         specs = {c.job.pk: c.job.to_spec() for c in won}
     assert specs[due[-1].pk].env["FROM_TEMPLATE"] == "1"
+
+
+def test_a_claim_says_whether_it_left_due_jobs_behind(host: ExecutorHost):
+    # The worker claims again on a freed slot only if the last claim left due jobs behind.
+    for _ in range(3):
+        make_job(host)
+    options: dict[str, Any] = {
+        "worker_id": "w1",
+        "host_names": (),
+        "default_executor_type": "mock",
+        "lease_seconds": 30,
+        "rng": random.Random(1),  # noqa: S311 - seeded for repeatable placement
+    }
+    first = claims.claim_jobs(limit=2, **options)
+    assert (len(first.won), first.more_due) == (2, True)
+    second = claims.claim_jobs(limit=2, **options)
+    assert (len(second.won), second.more_due) == (1, False)
+    assert claims.claim_jobs(limit=2, **options) == claims.ClaimRound([], more_due=False)
 
 
 def test_the_claim_path_costs_a_fixed_number_of_queries(host: ExecutorHost, django_assert_num_queries):
