@@ -6,9 +6,11 @@ worker with a 30 s poll did not claim the job within 10 s.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -91,10 +93,9 @@ def test_a_listener_hears_again_after_its_connection_was_killed(ears: Ears):
     assert ears.heard()
 
 
-def test_an_idle_worker_with_a_slow_poll_claims_a_new_job_at_once(settings: Any):
-    settings.CONTAINER_MANAGER = dict(FAST, POLL_INTERVAL=30)
-    host = make_host()
-    worker = Worker(concurrency=2)
+@contextlib.contextmanager
+def running_in_a_thread(worker: Worker) -> Iterator[Worker]:
+    """Run ``worker`` in a thread, started, listening and past its first (empty) claim; stop it after."""
 
     def run() -> None:
         try:
@@ -105,7 +106,18 @@ def test_an_idle_worker_with_a_slow_poll_claims_a_new_job_at_once(settings: Any)
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     try:
-        time.sleep(1.0)  # Started, listening, and past its first (empty) claim.
+        time.sleep(1.0)
+        yield worker
+    finally:
+        worker.request_stop()
+        thread.join(30)
+    assert not thread.is_alive()
+
+
+def test_an_idle_worker_with_a_slow_poll_claims_a_new_job_at_once(settings: Any):
+    settings.CONTAINER_MANAGER = dict(FAST, POLL_INTERVAL=30)
+    host = make_host()
+    with running_in_a_thread(Worker(concurrency=2)):
         job = make_job(host)
         deadline = time.monotonic() + HEARD_WITHIN
         while time.monotonic() < deadline:
@@ -114,10 +126,6 @@ def test_an_idle_worker_with_a_slow_poll_claims_a_new_job_at_once(settings: Any)
                 break
             time.sleep(0.05)
         assert job.status != JobStatus.PENDING, "claimed long before the 30 s poll came round"
-    finally:
-        worker.request_stop()
-        thread.join(30)
-    assert not thread.is_alive()
 
 
 def test_a_busy_worker_with_a_slow_poll_takes_waiting_jobs_as_slots_free(settings: Any):
@@ -126,18 +134,7 @@ def test_a_busy_worker_with_a_slow_poll_takes_waiting_jobs_as_slots_free(setting
     # asking for room (due() first): the waiting jobs stayed pending past the test's 10 s.
     settings.CONTAINER_MANAGER = dict(FAST, POLL_INTERVAL=30)
     host = make_host()
-    worker = Worker(concurrency=1)
-
-    def run() -> None:
-        try:
-            worker.run()
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        time.sleep(1.0)
+    with running_in_a_thread(Worker(concurrency=1)):
         jobs = [make_job(host) for _ in range(3)]  # Announced together; one slot takes one at a time.
         deadline = time.monotonic() + HEARD_WITHIN
         while time.monotonic() < deadline:
@@ -146,7 +143,3 @@ def test_a_busy_worker_with_a_slow_poll_takes_waiting_jobs_as_slots_free(setting
                 break
             time.sleep(0.05)
         assert finished.count() == len(jobs), "the waiting jobs were left for the 30 s poll"
-    finally:
-        worker.request_stop()
-        thread.join(30)
-    assert not thread.is_alive()
