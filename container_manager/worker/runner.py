@@ -58,28 +58,6 @@ ADOPT_RECHECK_SECONDS = 2.0
 RETRY_PAUSE_SECONDS = (0.5, 1.0, 2.0, 5.0)
 
 
-class InThread[T]:
-    """Run one call in a daemon thread; ``result()`` returns its value or raises its exception."""
-
-    def __init__(self, call: Callable[[], T]) -> None:
-        self._value: T | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(call,), daemon=True)
-        self._thread.start()
-
-    def _run(self, call: Callable[[], T]) -> None:
-        try:
-            self._value = call()
-        except BaseException as exc:  # Handed to the caller of result().
-            self._error = exc
-
-    def result(self) -> T:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value  # type: ignore[return-value]  # set whenever no error was raised
-
-
 class Runner:
     """Drive one tracked job through the executor and report each step on ``reports``."""
 
@@ -241,17 +219,16 @@ class Runner:
         failures = 0
         while not tracked.abandoned:
             try:
-                # The logs of an exited container are final: read them while its status is asked.
-                reading = InThread(lambda: self._pm.get_logs(host, eid, timestamps=True))
+                # Usually answered from the engine's event stream without a request; then the logs.
                 status = self._pm.check_status(host, eid)
-                try:
-                    logs: ExecutionLogs | None = reading.result()
-                    error = ""
-                except ExecutionNotFound as exc:
-                    logs, error = None, str(exc)
                 if status.state is ExecutionState.NOT_FOUND:
                     self._send(Vanished(tracked))
                     return
+                try:
+                    logs: ExecutionLogs | None = self._pm.get_logs(host, eid, timestamps=True)
+                    error = ""
+                except ExecutionNotFound as exc:
+                    logs, error = None, str(exc)
                 if status.interrupted:
                     tracked.interrupted = True  # stopped by the engine (or its operator), not the job
                 usage: ResourceUsage | None = None

@@ -2,7 +2,8 @@
 
 A stream per waiting job would mean one open request per running container and, on every exit, a
 second request to ask the event log about OOM kills. Instead one thread per host follows the
-``kill``, ``die``, ``destroy`` and ``oom`` events of this owner's containers and remembers them.
+``start``, ``kill``, ``die``, ``destroy`` and ``oom`` events of this owner's containers and remembers
+them. A ``die`` carries the exit code, so a covered container's final state needs no inspect either.
 
 Coverage is what makes the memory trustworthy. The stream is reopened every ``STREAM_SECONDS``
 with ``since`` set to the previous ``until``, so the engine replays whatever fell in between and
@@ -18,8 +19,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
+import attrs
 import docker
 
 from docker_executor.events import open_events
@@ -39,6 +42,15 @@ REOPEN_PAUSES = (0.2, 1.0, 2.0, 5.0)
 OVERLAP_SECONDS = 0.001
 
 
+@attrs.frozen
+class EngineExit:
+    """A container's run as the stream saw it: the engine's clock at ``start`` and ``die``."""
+
+    exit_code: int
+    started_at: datetime
+    finished_at: datetime
+
+
 class HostEvents:
     """Follow one host's events for this owner's containers in a daemon thread, started on demand."""
 
@@ -52,7 +64,11 @@ class HostEvents:
     ) -> None:
         self._name = name
         self._api = api
-        self._filters = {**filters, "type": ["container"], "event": ["kill", "die", "destroy", "oom"]}
+        self._filters = {
+            **filters,
+            "type": ["container"],
+            "event": ["start", "kill", "die", "destroy", "oom"],
+        }
         self._call_timeout = call_timeout
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -62,6 +78,9 @@ class HostEvents:
         self._ended: Recent[bool] = Recent()
         self._ooms: Recent[bool] = Recent()
         self._kills: Recent[bool] = Recent()
+        self._starts: Recent[datetime] = Recent()
+        self._exits: Recent[tuple[int, datetime]] = Recent()
+        self._destroyed: Recent[bool] = Recent()
         self._covered: Recent[int] = Recent()  # container id -> epoch since which its events are all seen
 
     # Used by the plugin --------------------------------------------------------------------------
@@ -100,6 +119,20 @@ class HostEvents:
     def oom_seen(self, container_id: str) -> bool:
         return container_id in self._ooms
 
+    def exit_of(self, container_id: str) -> EngineExit | None:
+        """Return how a covered container's one run ended, or None when the stream cannot tell it all.
+
+        Only for a container whose ``start`` and ``die`` both arrived and that still exists: the
+        engine logs ``die`` after the output is copied and the state is saved, so nothing asked
+        of the engine later would say more (an ``oom`` is logged before its ``die``, in order).
+        """
+        if not self.covers(container_id) or container_id in self._destroyed:
+            return None
+        started, ended = self._starts.get(container_id), self._exits.get(container_id)
+        if started is None or ended is None:
+            return None
+        return EngineExit(exit_code=ended[0], started_at=started, finished_at=ended[1])
+
     def kill_seen(self, container_id: str) -> bool:
         """Say whether the engine signalled the container (a stop, or its own shutdown stopping it)."""
         return container_id in self._kills
@@ -115,6 +148,9 @@ class HostEvents:
         self._ended.forget(container_id)
         self._ooms.forget(container_id)
         self._kills.forget(container_id)
+        self._starts.forget(container_id)
+        self._exits.forget(container_id)
+        self._destroyed.forget(container_id)
         self._covered.forget(container_id)
 
     # The thread ----------------------------------------------------------------------------------
@@ -175,6 +211,28 @@ class HostEvents:
                 self._ooms.put(container_id, True)
             elif action == "kill":
                 self._kills.put(container_id, True)
+            elif action == "start":
+                self._starts.put(container_id, _event_time(event))
+                self._exits.forget(container_id)  # a restarted container's earlier exit is over
             elif action in ("die", "destroy"):
+                if action == "destroy":
+                    self._destroyed.put(container_id, True)
+                elif (code := _exit_code(event)) is not None:
+                    self._exits.put(container_id, (code, _event_time(event)))
                 self._ended.put(container_id, True)
             self._changed.notify_all()
+
+
+def _event_time(event: Mapping[str, Any]) -> datetime:
+    nanos = event.get("timeNano")
+    seconds = int(nanos) / 1e9 if isinstance(nanos, int) else float(event.get("time") or time.time())
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _exit_code(event: Mapping[str, Any]) -> int | None:
+    """Return the ``die`` event's exit code; None if the engine left it out or it is unreadable."""
+    text = (event.get("Actor") or {}).get("Attributes", {}).get("exitCode")
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return None

@@ -7,8 +7,7 @@ the kernel's OOM notification and the exit race inside the engine. Three signals
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 import docker
 
@@ -27,16 +26,18 @@ def oom_event_seen(api: docker.APIClient, container_id: str, *, since: float, ti
         return any(event.get("status", event.get("Action")) == "oom" for event in events)
 
 
-def oom_killed(state: Mapping[str, Any], *, stopped_by_us: bool, event_seen: Callable[[], bool]) -> bool:
-    """Return the verdict for an exited container's ``State``, cheapest evidence first.
+def oom_killed(
+    *, flagged: bool, exit_code: int | None, stopped_by_us: bool, event_seen: Callable[[], bool]
+) -> bool:
+    """Return the verdict for an exited container, cheapest evidence first.
 
-    - the engine's flag;
+    - the engine's ``OOMKilled`` flag (``flagged``);
     - exit status 137 (SIGKILL) when this process did not stop the container: nothing else here
       sends SIGKILL, and a stop issued elsewhere is the worker's knowledge, not guessed at here;
     - an ``oom`` event for the container (also catches a killed child while PID 1 survived).
     """
-    if state.get("OOMKilled"):
+    if flagged:
         return True
-    if state.get("ExitCode") == SIGKILL_EXIT and not stopped_by_us:
+    if exit_code == SIGKILL_EXIT and not stopped_by_us:
         return True
     return event_seen()

@@ -223,7 +223,24 @@ class DockerExecutor(ExecutorPlugin):
     # Status --------------------------------------------------------------------------------------
 
     def status(self, host: HostSpec, execution_id: str) -> ExecutionStatus:
-        """Return the container's state, exit code, OOM verdict and timestamps."""
+        """Return the container's state, exit code, OOM verdict and timestamps.
+
+        A container whose whole run the host's event stream saw is answered from the stream (its
+        times are then the engine's event times, a few milliseconds after the state's own);
+        anything else is inspected.
+        """
+        known = self._events(host).exit_of(execution_id)
+        if known is not None:
+            return ExecutionStatus(
+                ExecutionState.EXITED,
+                exit_code=known.exit_code,
+                oom_killed=self._oom_verdict(
+                    host, execution_id, flagged=False, exit_code=known.exit_code, since=None
+                ),
+                started_at=known.started_at,
+                finished_at=known.finished_at,
+                interrupted=self._stopped_elsewhere(host, execution_id),
+            )
         api = self._get_client(host).api
         with engine_call(host, f"inspect execution {execution_id!r}"):
             try:
@@ -237,7 +254,7 @@ class DockerExecutor(ExecutorPlugin):
             return ExecutionStatus(
                 phase,
                 exit_code=int(state["ExitCode"]) if exited else None,
-                oom_killed=self._oom_killed(api, host, info) if exited else False,
+                oom_killed=self._oom_killed(host, info) if exited else False,
                 started_at=parse_engine_time(state.get("StartedAt")),
                 finished_at=parse_engine_time(state.get("FinishedAt")) if exited else None,
                 error=error,
@@ -254,26 +271,43 @@ class DockerExecutor(ExecutorPlugin):
             and monitor.kill_seen(container_id)
         )
 
-    def _oom_killed(self, api: docker.APIClient, host: HostSpec, info: Mapping[str, Any]) -> bool:
+    def _oom_killed(self, host: HostSpec, info: Mapping[str, Any]) -> bool:
         container_id = str(info["Id"])
         verdict = self._oom_verdicts.get(container_id)
         if verdict is not None:
             return verdict
         state: Mapping[str, Any] = info["State"]
         created = parse_engine_time(info.get("Created"))
-        since = 0.0 if created is None else created.timestamp() - 1.0
-
-        def event_seen() -> bool:
-            monitor = self._events(host)
-            if monitor.covers(container_id):
-                return monitor.oom_seen(container_id)
-            return oom_event_seen(api, container_id, since=since, timeout=self._call_timeout(host))
-
-        killed = oom_killed(state, stopped_by_us=container_id in self._stops, event_seen=event_seen)
+        killed = self._oom_verdict(
+            host,
+            container_id,
+            flagged=bool(state.get("OOMKilled")),
+            exit_code=state.get("ExitCode"),
+            since=0.0 if created is None else created.timestamp() - 1.0,
+        )
         finished = parse_engine_time(state.get("FinishedAt"))
         if finished is not None and (datetime.now(UTC) - finished).total_seconds() > OOM_SETTLE_SECONDS:
             self._oom_verdicts.put(container_id, killed)
         return killed
+
+    def _oom_verdict(
+        self, host: HostSpec, container_id: str, *, flagged: bool, exit_code: int | None, since: float | None
+    ) -> bool:
+        """Combine the evidence; the event log is searched from ``since`` only if the stream missed it."""
+
+        def event_seen() -> bool:
+            monitor = self._events(host)
+            if monitor.covers(container_id) or since is None:
+                return monitor.oom_seen(container_id)
+            api = self._get_client(host).api
+            return oom_event_seen(api, container_id, since=since, timeout=self._call_timeout(host))
+
+        return oom_killed(
+            flagged=flagged,
+            exit_code=exit_code,
+            stopped_by_us=container_id in self._stops,
+            event_seen=event_seen,
+        )
 
     def wait(self, host: HostSpec, execution_ids: Sequence[str], *, timeout: float) -> list[str]:
         """Return the executions that have exited, woken by the host's shared event stream.

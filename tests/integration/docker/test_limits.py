@@ -63,17 +63,17 @@ def test_a_job_within_its_memory_is_not_oom(
 
 
 @pytest.mark.parametrize(
-    ("state", "stopped_by_us", "event", "expected"),
+    ("flagged", "exit_code", "stopped_by_us", "event", "expected"),
     [
-        ({"OOMKilled": True, "ExitCode": 137}, True, False, True),  # the engine's flag
-        ({"OOMKilled": False, "ExitCode": 137}, False, False, True),  # a SIGKILL nobody here sent
-        ({"OOMKilled": False, "ExitCode": 137}, True, False, False),  # our own stop's SIGKILL
-        ({"OOMKilled": False, "ExitCode": 0}, False, True, True),  # only the event saw it
-        ({"OOMKilled": False, "ExitCode": 1}, False, False, False),
+        (True, 137, True, False, True),  # the engine's flag
+        (False, 137, False, False, True),  # a SIGKILL nobody here sent
+        (False, 137, True, False, False),  # our own stop's SIGKILL
+        (False, 0, False, True, True),  # only the event saw it
+        (False, 1, False, False, False),
     ],
 )
 def test_oom_verdict_combines_flag_exit_status_and_events(
-    state: dict[str, object], stopped_by_us: bool, event: bool, expected: bool
+    flagged: bool, exit_code: int, stopped_by_us: bool, event: bool, expected: bool
 ) -> None:
     asked: list[bool] = []
 
@@ -81,9 +81,12 @@ def test_oom_verdict_combines_flag_exit_status_and_events(
         asked.append(True)
         return event
 
-    assert oom_killed(state, stopped_by_us=stopped_by_us, event_seen=event_seen) is expected
+    verdict = oom_killed(
+        flagged=flagged, exit_code=exit_code, stopped_by_us=stopped_by_us, event_seen=event_seen
+    )
+    assert verdict is expected
     # The event query costs a round trip: it is only made when cheaper evidence did not decide.
-    assert bool(asked) == (not state["OOMKilled"] and not (state["ExitCode"] == 137 and not stopped_by_us))
+    assert bool(asked) == (not flagged and not (exit_code == 137 and not stopped_by_us))
 
 
 def test_fork_bomb_is_held_at_the_pids_limit(
