@@ -27,7 +27,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -94,34 +94,35 @@ def setup_django(url: str) -> None:
 # The raw floor ----------------------------------------------------------------------------------
 
 
-def run_raw(client: Any, host: Any, template: Any, jobs: int, concurrency: int) -> Result:
-    """Run ``jobs`` containers with docker-py alone, ``concurrency`` threads, the worker's exact payload."""
+def run_raw(
+    client: Any, host: Any, template: Any, jobs: int, concurrency: int, interval: float | None = None
+) -> Result:
+    """Run ``jobs`` containers with docker-py alone, ``concurrency`` threads, the worker's exact payload.
+
+    Closed-loop when ``interval`` is None (latency from the create); otherwise one job arrives
+    every ``interval`` seconds and its latency runs from its arrival, waiting for a thread included.
+    """
     import attrs
     from docker_executor.payload import build_create_payload
 
     api = client.api
-    work: queue.SimpleQueue[int] = queue.SimpleQueue()
-    for i in range(jobs):
-        work.put(i)
+    work: queue.SimpleQueue[float | None] = queue.SimpleQueue()
     latencies: list[float] = []
     errors: list[BaseException] = []
 
     def one() -> None:
-        while True:
-            try:
-                work.get_nowait()
-            except queue.Empty:
-                return
+        while (arrival := work.get()) is not None:
             spec = attrs.evolve(template, job_id=f"bench-raw-{uuid.uuid4()}")
             payload = build_create_payload(host, spec, api.api_version)
-            started = time.monotonic()
+            if interval is None:
+                arrival = time.monotonic()
             try:
                 container = api.create_container_from_config(payload.config, name=payload.name)["Id"]
                 api.start(container)
                 api.wait(container)
                 api.logs(container, stdout=True, stderr=False, timestamps=True)
                 api.logs(container, stdout=False, stderr=True, timestamps=True)
-                latencies.append(time.monotonic() - started)
+                latencies.append(time.monotonic() - arrival)
                 api.remove_container(container, force=True)
             except BaseException as exc:
                 errors.append(exc)
@@ -129,13 +130,29 @@ def run_raw(client: Any, host: Any, template: Any, jobs: int, concurrency: int) 
 
     began = time.monotonic()
     threads = [threading.Thread(target=one) for _ in range(concurrency)]
+    if interval is None:
+        for _ in range(jobs):
+            work.put(began)
     for thread in threads:
         thread.start()
+    if interval is not None:
+        for arrival in arrivals(began, jobs, interval):
+            work.put(arrival)
+    for _ in threads:
+        work.put(None)
     for thread in threads:
         thread.join()
     if errors:
         raise RuntimeError(f"The raw floor failed: {errors[0]!r}") from errors[0]
     return Result("raw docker-py", jobs, time.monotonic() - began, latencies)
+
+
+def arrivals(began: float, jobs: int, interval: float) -> Iterator[float]:
+    """Yield each job's arrival time, sleeping until it comes (a late caller gets it at once)."""
+    for number in range(jobs):
+        arrival = began + number * interval
+        time.sleep(max(0.0, arrival - time.monotonic()))
+        yield arrival
 
 
 # The worker -------------------------------------------------------------------------------------
@@ -227,9 +244,19 @@ def finish_announcements() -> Iterator[Any]:
 
 
 def run_worker(
-    host: Any, image: str, jobs: int, concurrency: int, poll_interval: float, counts: Path
+    host: Any,
+    image: str,
+    jobs: int,
+    concurrency: int,
+    poll_interval: float,
+    counts: Path,
+    interval: float | None = None,
 ) -> WorkerRun:
-    """Feed the worker ``jobs`` jobs closed-loop, ``concurrency`` outstanding; return timings and costs."""
+    """Feed the worker ``jobs`` jobs and return timings and costs.
+
+    Closed-loop (``concurrency`` outstanding, the next created as one finishes) when ``interval``
+    is None; otherwise one job is created every ``interval`` seconds, whatever is outstanding.
+    """
     from container_manager.models import ContainerJob
     from container_manager.states import JobStatus
 
@@ -241,25 +268,45 @@ def run_worker(
         with finish_announcements() as announcements:
             time.sleep(3)  # Django start-up, the first reconciliation and health check.
             cpu_before, database_before = worker.cpu_seconds(), database_cpu_seconds()
-            outstanding = {create() for _ in range(concurrency)}
-            created, done = concurrency, []
-            while outstanding:
+            done: list[str] = []
+            arrived: dict[str, float] = {}
+
+            def collect(timeout: float) -> list[str]:
                 # Woken by the database when a job finishes: no polling competes with the worker.
-                for notice in announcements.notifies(timeout=0.2, stop_after=1):
-                    if notice.payload in outstanding:
-                        outstanding.discard(notice.payload)
-                        done.append(notice.payload)
-                        if created < jobs:
-                            outstanding.add(create())
-                            created += 1
-                worker.rss_bytes()
+                return [notice.payload for notice in announcements.notifies(timeout=timeout, stop_after=1)]
+
+            if interval is None:
+                outstanding = {create() for _ in range(concurrency)}
+                created = concurrency
+                while outstanding:
+                    for finished in collect(0.2):
+                        if finished in outstanding:
+                            outstanding.discard(finished)
+                            done.append(finished)
+                            if created < jobs:
+                                outstanding.add(create())
+                                created += 1
+                    worker.rss_bytes()
+            else:
+                # Latency runs from the arrival, as on the raw side (create_job's own time included).
+                for _ in arrivals(time.monotonic(), jobs, interval):
+                    arrived_at = time.time()
+                    arrived[create()] = arrived_at
+                    worker.rss_bytes()
+                outstanding = set(arrived)
+                deadline = time.monotonic() + 300
+                while outstanding - set(done) and time.monotonic() < deadline:
+                    done.extend(f for f in collect(0.2) if f in outstanding)
+                    worker.rss_bytes()
+                if outstanding - set(done):
+                    raise RuntimeError(f"{len(outstanding - set(done))} paced jobs did not finish in 300 s.")
             cpu = worker.cpu_seconds() - cpu_before
             database_cpu = database_cpu_seconds() - database_before
     finally:
         worker.stop()
     rows = list(
         ContainerJob.objects.filter(pk__in=done).values_list(
-            "status", "clean_output", "created_at", "completed_at"
+            "status", "clean_output", "created_at", "completed_at", "pk"
         )
     )
     phases = list(
@@ -270,7 +317,12 @@ def run_worker(
     bad = [r for r in rows if r[0] != JobStatus.COMPLETED or r[1] != '{"ok": true}\n']
     if bad:
         raise RuntimeError(f"{len(bad)} worker jobs did not complete with their output saved: {bad[:3]}")
-    latencies = [seconds(created_at, completed) for _, _, created_at, completed in rows]
+    latencies = [
+        seconds(created_at, completed)
+        if not arrived
+        else seconds(datetime.fromtimestamp(arrived[str(pk)], UTC), completed)
+        for _, _, created_at, completed, pk in rows
+    ]
     span = max(seconds(min(r[2] for r in rows), r[3]) for r in rows)
     totals = Counter(json.loads(counts.read_text())) if counts.exists() else Counter()
     return WorkerRun(
@@ -361,6 +413,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=8, help="Alternate the two sides this many times.")
     parser.add_argument("--track", type=int, default=0, help="Also measure RSS while tracking N containers.")
     parser.add_argument(
+        "--paced-jobs", type=int, default=96, help="Jobs per side arriving at a fixed rate (0: none)."
+    )
+    parser.add_argument("--paced-rounds", type=int, default=4)
+    parser.add_argument(
+        "--paced-load", type=float, default=0.5, help="Their arrival rate, as a fraction of the floor's."
+    )
+    parser.add_argument(
         "--database-url", default=os.environ.get("CM_BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
     )
     args = parser.parse_args(argv)
@@ -388,32 +447,85 @@ def main(argv: list[str] | None = None) -> None:
     spec = template.to_spec()
     template.delete()
 
-    # Rounds alternate the two sides, so a load change on this shared machine hits both alike.
-    per_round = [args.jobs // args.rounds + (i < args.jobs % args.rounds) for i in range(args.rounds)]
+    with tempfile.TemporaryDirectory() as tmp:
+        # Saturated: both sides as fast as the machine lets them; gives throughput and costs.
+        raws, runs = alternate(
+            split(args.jobs, args.rounds),
+            lambda jobs: run_raw(client, host.to_spec(), spec, jobs, args.concurrency),
+            lambda jobs, number: run_worker(
+                host, image, jobs, args.concurrency, args.poll_interval, Path(tmp, f"counts-{number}.json")
+            ),
+        )
+        raw, worker, costs = merge(raws), merge([run.result for run in runs]), costs_of(runs)
+        print(
+            f"\n{args.jobs} jobs in {args.rounds} rounds, concurrency {args.concurrency}, image {image}, "
+            f"command {SCRIPT!r}"
+        )
+        print_latencies(raw, worker, raws, runs)
+        print(f"{'ratio':>14}: {worker.rate / raw.rate:6.1%} of the raw floor's throughput")
+        for key, value in costs.items():
+            print(f"{key:>24}: {value:.2f}")
+
+        if args.paced_jobs:
+            # Paced: the same jobs arriving at a fixed rate the machine keeps up with, so a job's
+            # latency is its own path through each side rather than the queue of a saturated machine.
+            interval = 1 / (args.paced_load * raw.rate)
+            print(
+                f"\npaced: one job every {1000 * interval:.0f} ms ({args.paced_load:.0%} of the floor's "
+                f"rate), {args.paced_jobs} jobs per side in {args.paced_rounds} rounds"
+            )
+            paced_raws, paced_runs = alternate(
+                split(args.paced_jobs, args.paced_rounds),
+                lambda jobs: run_raw(client, host.to_spec(), spec, jobs, args.concurrency, interval),
+                lambda jobs, number: run_worker(
+                    host,
+                    image,
+                    jobs,
+                    args.concurrency,
+                    args.poll_interval,
+                    Path(tmp, f"paced-{number}.json"),
+                    interval,
+                ),
+            )
+            print_latencies(merge(paced_raws), merge([r.result for r in paced_runs]), paced_raws, paced_runs)
+            for key, value in costs_of(paced_runs).items():
+                if not key.startswith(" "):  # the per-call breakdown is the saturated phase's
+                    print(f"{key:>24}: {value:.2f}")
+
+        track_rss = run_tracking(host, image, args.track, Path(tmp, "track.json")) if args.track else None
+    if track_rss is not None:
+        print(f"{'RSS tracking':>24}: {track_rss:.1f} MB with {args.track} running containers")
+
+
+def split(jobs: int, rounds: int) -> list[int]:
+    return [jobs // rounds + (i < jobs % rounds) for i in range(rounds)]
+
+
+def alternate(
+    per_round: list[int],
+    raw_round: Callable[[int], Result],
+    worker_round: Callable[[int, int], WorkerRun],
+) -> tuple[list[Result], list[WorkerRun]]:
+    """Run the two sides in turn, round by round, so a load change on this machine hits both alike."""
     raws: list[Result] = []
     runs: list[WorkerRun] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for number, jobs in enumerate(per_round):
-            raws.append(run_raw(client, host.to_spec(), spec, jobs, args.concurrency))
-            counts = Path(tmp, f"counts-{number}.json")
-            runs.append(run_worker(host, image, jobs, args.concurrency, args.poll_interval, counts))
-            raw_round, worker_round = raws[-1], runs[-1].result
-            print(
-                f"round {number + 1}: raw {raw_round.rate:.2f} jobs/s p50 {1000 * raw_round.percentile(0.5):.0f} ms,"
-                f" worker {worker_round.rate:.2f} jobs/s p50 {1000 * worker_round.percentile(0.5):.0f} ms"
-            )
-        track_rss = run_tracking(host, image, args.track, Path(tmp, "track.json")) if args.track else None
-    raw, worker, costs = merge(raws), merge([run.result for run in runs]), costs_of(runs)
+    for number, jobs in enumerate(per_round):
+        raws.append(raw_round(jobs))
+        runs.append(worker_round(jobs, number))
+        raw, worker = raws[-1], runs[-1].result
+        print(
+            f"round {number + 1}: raw {raw.rate:.2f} jobs/s p50 {1000 * raw.percentile(0.5):.0f} ms,"
+            f" worker {worker.rate:.2f} jobs/s p50 {1000 * worker.percentile(0.5):.0f} ms"
+        )
+    return raws, runs
 
-    print(
-        f"\n{args.jobs} jobs in {args.rounds} rounds, concurrency {args.concurrency}, image {image}, command {SCRIPT!r}"
-    )
+
+def print_latencies(raw: Result, worker: Result, raws: list[Result], runs: list[WorkerRun]) -> None:
     for result in (raw, worker):
         print(
             f"{result.label:>14}: {result.rate:6.2f} jobs/s   latency p50 {1000 * result.percentile(0.5):7.1f} ms"
             f"   p95 {1000 * result.percentile(0.95):7.1f} ms   (mean {1000 * statistics.mean(result.latencies):.1f} ms)"
         )
-    print(f"{'ratio':>14}: {worker.rate / raw.rate:6.1%} of the raw floor's throughput")
     added = 1000 * (worker.percentile(0.5) - raw.percentile(0.5))
     print(f"{'added p50':>14}: {added:+.1f} ms")
     # The spread between rounds shows how far the machine drifts between two halves of one round.
@@ -422,10 +534,6 @@ def main(argv: list[str] | None = None) -> None:
         for run, raw_round in zip(runs, raws, strict=True)
     ]
     print(f"{'':>14}  per round: {', '.join(f'{d:+.0f}' for d in paired)} ms")
-    for key, value in costs.items():
-        print(f"{key:>24}: {value:.2f}")
-    if track_rss is not None:
-        print(f"{'RSS tracking':>24}: {track_rss:.1f} MB with {args.track} running containers")
 
 
 if __name__ == "__main__":
