@@ -179,6 +179,22 @@ class WorkerProcess:
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
+    def wait_until_idle(self, quiet_seconds: float = 0.5, timeout: float = 60) -> None:
+        """Return once the worker's start-up is over: no CPU used for ``quiet_seconds``.
+
+        Start-up takes seconds of CPU (more on a loaded machine); a fixed pause let some of it
+        into the per-job figures.
+        """
+        deadline = time.monotonic() + timeout
+        quiet_since, cpu_then = time.monotonic(), self.cpu_seconds()
+        while time.monotonic() - quiet_since < quiet_seconds:
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError("The worker did not settle after starting.")
+            time.sleep(0.05)
+            # One clock tick may be an idle worker's periodic check; more means it is still busy.
+            if self.cpu_seconds() - cpu_then > 1 / CLOCK_TICKS:
+                quiet_since, cpu_then = time.monotonic(), self.cpu_seconds()
+
     def rss_bytes(self) -> int:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -266,7 +282,7 @@ def run_worker(
     worker = WorkerProcess(host.name, concurrency, poll_interval, counts)
     try:
         with finish_announcements() as announcements:
-            time.sleep(3)  # Django start-up, the first reconciliation and health check.
+            worker.wait_until_idle()  # Django start-up, the first reconciliation and health check.
             cpu_before, database_before = worker.cpu_seconds(), database_cpu_seconds()
             done: list[str] = []
             arrived: dict[str, float] = {}
