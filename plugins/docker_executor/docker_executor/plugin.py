@@ -226,8 +226,8 @@ class DockerExecutor(ExecutorPlugin):
         """Return the container's state, exit code, OOM verdict and timestamps.
 
         A container whose whole run the host's event stream saw is answered from the stream (its
-        times are then the engine's event times, a few milliseconds after the state's own);
-        anything else is inspected.
+        times are then the engine's event times, up to some tens of milliseconds after the
+        state's); anything else is inspected.
         """
         known = self._events(host).exit_of(execution_id)
         if known is not None:
