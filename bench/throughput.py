@@ -1,11 +1,13 @@
 """Compare the worker with the raw docker-py floor on the same machine, image, hardening and concurrency.
 
-    python -m bench.throughput --jobs 200 --concurrency 4 [--track 100]
+    python -m bench.throughput --jobs 200 --concurrency 4 [--paced-jobs 96] [--track 100]
 
 Both sides run ``--jobs`` short jobs closed-loop, ``--concurrency`` at a time: the raw floor in
 threads (create, start, wait, logs, remove), the worker end to end (create_job -> completed with
 logs saved, the next job created as one finishes). Prints jobs/s for both, their ratio, p50/p95
 latency, the worker's CPU per job and peak RSS, and its SQL queries and Docker API calls per job.
+Then ``--paced-jobs`` more per side arrive at a fixed rate (``--paced-load`` of the floor's), which
+gives each side's latency for one job rather than for a queue on a saturated machine.
 ``--track N`` also measures the worker's RSS while it follows N running containers.
 """
 
