@@ -21,8 +21,11 @@ DATABASES = {
         "PASSWORD": _url.password or "",
         "HOST": _url.hostname or "",
         "PORT": str(_url.port or ""),
+        # Names the worker's own backends, so their CPU can be told from the benchmark's.
+        "OPTIONS": {"application_name": os.environ.get("CM_BENCH_APPLICATION_NAME", "cm-bench")},
     }
 }
+
 CONTAINER_MANAGER = json.loads(os.environ.get("CM_BENCH_WORKER_SETTINGS", "{}"))
 LOGGING = {
     "version": 1,

@@ -44,6 +44,7 @@ WORKER_SETTINGS = {
 }
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 FINISHED_CHANNEL = "bench_finished"
+WORKER_APPLICATION_NAME = "cm-bench-worker"
 TABLE = "container_manager_containerjob"
 
 
@@ -164,7 +165,7 @@ class WorkerProcess:
     """The worker command in a subprocess, with its CPU time and peak RSS sampled from /proc."""
 
     def __init__(self, host: str, concurrency: int, poll_interval: float, counts: Path) -> None:
-        env = dict(os.environ, CM_BENCH_COUNTS=str(counts))
+        env = dict(os.environ, CM_BENCH_COUNTS=str(counts), CM_BENCH_APPLICATION_NAME=WORKER_APPLICATION_NAME)
         args = ["--concurrency", str(concurrency), "--poll-interval", str(poll_interval), "--host", host]
         # CM_BENCH_PROFILE=<path>: profile the worker's main thread (claims, database writes) with cProfile.
         profile = (
@@ -227,6 +228,26 @@ def database_cpu_seconds() -> float:
     return total / CLOCK_TICKS
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """Return a process's utime+stime, 0 if it has ended."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def worker_backends_cpu() -> dict[int, float]:
+    """Return the CPU seconds of each PostgreSQL backend serving the worker (named by application_name)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", [WORKER_APPLICATION_NAME]
+        )
+        return {pid: process_cpu_seconds(pid) for (pid,) in cursor.fetchall()}
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, tick: Callable[[], object]) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -286,6 +307,7 @@ def run_worker(
         with finish_announcements() as announcements:
             worker.wait_until_idle()  # Django start-up, the first reconciliation and health check.
             cpu_before, database_before = worker.cpu_seconds(), database_cpu_seconds()
+            backends_before = worker_backends_cpu()
             done: list[str] = []
             arrived: dict[str, float] = {}
 
@@ -320,6 +342,10 @@ def run_worker(
                     raise RuntimeError(f"{len(outstanding - set(done))} paced jobs did not finish in 300 s.")
             cpu = worker.cpu_seconds() - cpu_before
             database_cpu = database_cpu_seconds() - database_before
+            # A backend that ended meanwhile is missed; the worker keeps its connections open.
+            worker_database_cpu = sum(
+                now - backends_before.get(pid, 0.0) for pid, now in worker_backends_cpu().items()
+            )
     finally:
         worker.stop()
     rows = list(
@@ -344,7 +370,13 @@ def run_worker(
     span = max(seconds(min(r[2] for r in rows), r[3]) for r in rows)
     totals = Counter(json.loads(counts.read_text())) if counts.exists() else Counter()
     return WorkerRun(
-        Result("worker", jobs, span, latencies), phases, cpu, database_cpu, worker.peak_rss, totals
+        Result("worker", jobs, span, latencies),
+        phases,
+        cpu,
+        database_cpu,
+        worker_database_cpu,
+        worker.peak_rss,
+        totals,
     )
 
 
@@ -356,6 +388,7 @@ class WorkerRun:
     phases: Sequence[tuple[datetime | None, ...]]
     cpu_seconds: float
     database_cpu_seconds: float  # All of PostgreSQL, the benchmark's own inserts included.
+    worker_database_cpu_seconds: float  # The backends serving the worker's own connections.
     peak_rss: int
     totals: Counter[str]
 
@@ -378,6 +411,7 @@ def costs_of(runs: list[WorkerRun]) -> dict[str, float]:
     costs = {
         "cpu_ms_per_job": 1000 * sum(run.cpu_seconds for run in runs) / jobs,
         "database_cpu_ms_per_job": 1000 * sum(run.database_cpu_seconds for run in runs) / jobs,
+        "worker_backends_cpu_ms_per_job": 1000 * sum(run.worker_database_cpu_seconds for run in runs) / jobs,
         "peak_rss_mb": max(run.peak_rss for run in runs) / 2**20,
         "sql_per_job": sum(v for k, v in totals.items() if k.startswith("sql:")) / jobs,
         "docker_calls_per_job": sum(v for k, v in totals.items() if k.startswith("docker:")) / jobs,
