@@ -137,11 +137,15 @@ class HostEvents:
         """Say whether the engine signalled the container (a stop, or its own shutdown stopping it)."""
         return container_id in self._kills
 
-    def wait_for_change(self, epoch: int, timeout: float) -> None:
-        """Block until an event arrives, the epoch changes or the stream breaks, or ``timeout`` passes."""
+    def wait_for_change(self, epoch: int, timeout: float, watching: Iterable[str] = ()) -> None:
+        """Block until a container ends, the epoch changes or the stream breaks, or ``timeout`` passes.
+
+        Returns at once if one of ``watching`` has already ended: checked under the lock the stream
+        notifies with, an end recorded since the caller last looked cannot be slept through.
+        """
         with self._changed:
             self._last_used = time.monotonic()
-            if self._live and self._epoch == epoch:
+            if self._live and self._epoch == epoch and not any(cid in self._ended for cid in watching):
                 self._changed.wait(timeout)
 
     def forget(self, container_id: str) -> None:
@@ -206,21 +210,23 @@ class HostEvents:
         action = str(event.get("Action") or event.get("status") or "")
         if not container_id:
             return
-        with self._changed:
-            if action == "oom":
-                self._ooms.put(container_id, True)
-            elif action == "kill":
-                self._kills.put(container_id, True)
-            elif action == "start":
-                self._starts.put(container_id, _event_time(event))
-                self._exits.forget(container_id)  # a restarted container's earlier exit is over
-            elif action in ("die", "destroy"):
-                if action == "destroy":
-                    self._destroyed.put(container_id, True)
-                elif (code := _exit_code(event)) is not None:
-                    self._exits.put(container_id, (code, _event_time(event)))
-                self._ended.put(container_id, True)
-            self._changed.notify_all()
+        # Recorded in the stream's order, so an oom or kill is known before its die wakes anyone.
+        if action == "oom":
+            self._ooms.put(container_id, True)
+        elif action == "kill":
+            self._kills.put(container_id, True)
+        elif action == "start":
+            self._starts.put(container_id, _event_time(event))
+            self._exits.forget(container_id)  # a restarted container's earlier exit is over
+        elif action in ("die", "destroy"):
+            if action == "destroy":
+                self._destroyed.put(container_id, True)
+            elif (code := _exit_code(event)) is not None:
+                self._exits.put(container_id, (code, _event_time(event)))
+            self._ended.put(container_id, True)
+            # Only an end is worth waking the waiters for: each wake-up costs every waiting runner.
+            with self._changed:
+                self._changed.notify_all()
 
 
 def _event_time(event: Mapping[str, Any]) -> datetime:

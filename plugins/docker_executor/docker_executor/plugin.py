@@ -333,7 +333,7 @@ class DockerExecutor(ExecutorPlugin):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return []
-                monitor.wait_for_change(epoch, remaining)
+                monitor.wait_for_change(epoch, remaining, execution_ids)
 
     def _wait_by_request(
         self, api: docker.APIClient, host: HostSpec, execution_ids: Sequence[str], timeout: float
