@@ -123,8 +123,8 @@ class HostEvents:
         """Return how a covered container's one run ended, or None when the stream cannot tell it all.
 
         Only for a container whose ``start`` and ``die`` both arrived and that still exists: the
-        engine logs ``die`` after the output is copied and the state is saved, so nothing asked
-        of the engine later would say more (an ``oom`` is logged before its ``die``, in order).
+        engine logs ``die`` after the output is copied and the state is saved, and an ``oom`` it
+        handled before the exit comes earlier in the stream, so an inspect would say no more.
         """
         if not self.covers(container_id) or container_id in self._destroyed:
             return None
