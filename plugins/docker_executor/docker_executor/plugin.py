@@ -229,17 +229,18 @@ class DockerExecutor(ExecutorPlugin):
         times are then the engine's event times, up to some tens of milliseconds after the
         state's); anything else is inspected.
         """
-        known = self._events(host).exit_of(execution_id)
+        monitor = self._events(host)  # looked up once: a status is asked for every job
+        known = monitor.exit_of(execution_id)
         if known is not None:
             return ExecutionStatus(
                 ExecutionState.EXITED,
                 exit_code=known.exit_code,
                 oom_killed=self._oom_verdict(
-                    host, execution_id, flagged=False, exit_code=known.exit_code, since=None
+                    host, monitor, execution_id, flagged=False, exit_code=known.exit_code, since=None
                 ),
                 started_at=known.started_at,
                 finished_at=known.finished_at,
-                interrupted=self._stopped_elsewhere(host, execution_id),
+                interrupted=self._stopped_elsewhere(monitor, execution_id),
             )
         api = self._get_client(host).api
         with engine_call(host, f"inspect execution {execution_id!r}"):
@@ -254,24 +255,23 @@ class DockerExecutor(ExecutorPlugin):
             return ExecutionStatus(
                 phase,
                 exit_code=int(state["ExitCode"]) if exited else None,
-                oom_killed=self._oom_killed(host, info) if exited else False,
+                oom_killed=self._oom_killed(host, monitor, info) if exited else False,
                 started_at=parse_engine_time(state.get("StartedAt")),
                 finished_at=parse_engine_time(state.get("FinishedAt")) if exited else None,
                 error=error,
-                interrupted=exited and self._stopped_elsewhere(host, str(info["Id"])),
+                interrupted=exited and self._stopped_elsewhere(monitor, str(info["Id"])),
             )
 
-    def _stopped_elsewhere(self, host: HostSpec, container_id: str) -> bool:
+    def _stopped_elsewhere(self, monitor: HostEvents, container_id: str) -> bool:
         # A "kill" this process did not send: the engine's shutdown stopping its containers, or an
         # operator's docker stop. Only the shared stream can tell; without it nothing is claimed.
-        monitor = self._events(host)
         return (
             container_id not in self._stops
             and monitor.covers(container_id)
             and monitor.kill_seen(container_id)
         )
 
-    def _oom_killed(self, host: HostSpec, info: Mapping[str, Any]) -> bool:
+    def _oom_killed(self, host: HostSpec, monitor: HostEvents, info: Mapping[str, Any]) -> bool:
         container_id = str(info["Id"])
         verdict = self._oom_verdicts.get(container_id)
         if verdict is not None:
@@ -280,6 +280,7 @@ class DockerExecutor(ExecutorPlugin):
         created = parse_engine_time(info.get("Created"))
         killed = self._oom_verdict(
             host,
+            monitor,
             container_id,
             flagged=bool(state.get("OOMKilled")),
             exit_code=state.get("ExitCode"),
@@ -291,12 +292,18 @@ class DockerExecutor(ExecutorPlugin):
         return killed
 
     def _oom_verdict(
-        self, host: HostSpec, container_id: str, *, flagged: bool, exit_code: int | None, since: float | None
+        self,
+        host: HostSpec,
+        monitor: HostEvents,
+        container_id: str,
+        *,
+        flagged: bool,
+        exit_code: int | None,
+        since: float | None,
     ) -> bool:
         """Combine the evidence; the event log is searched from ``since`` only if the stream missed it."""
 
         def event_seen() -> bool:
-            monitor = self._events(host)
             if monitor.covers(container_id) or since is None:
                 return monitor.oom_seen(container_id)
             api = self._get_client(host).api
