@@ -25,7 +25,6 @@ DATABASES = {
         "OPTIONS": {"application_name": os.environ.get("CM_BENCH_APPLICATION_NAME", "cm-bench")},
     }
 }
-
 CONTAINER_MANAGER = json.loads(os.environ.get("CM_BENCH_WORKER_SETTINGS", "{}"))
 LOGGING = {
     "version": 1,

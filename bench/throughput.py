@@ -179,8 +179,7 @@ class WorkerProcess:
         self.peak_rss = 0
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        return process_cpu_seconds(self.process.pid)
 
     def wait_until_idle(self, quiet_seconds: float = 0.5, timeout: float = 60) -> None:
         """Return once the worker's start-up is over: no CPU used for ``quiet_seconds``.
@@ -195,8 +194,8 @@ class WorkerProcess:
                 raise RuntimeError("The worker did not settle after starting.")
             time.sleep(0.05)
             # One clock tick may be an idle worker's periodic check; more means it is still busy.
-            if self.cpu_seconds() - cpu_then > 1 / CLOCK_TICKS:
-                quiet_since, cpu_then = time.monotonic(), self.cpu_seconds()
+            if (cpu_now := self.cpu_seconds()) - cpu_then > 1 / CLOCK_TICKS:
+                quiet_since, cpu_then = time.monotonic(), cpu_now
 
     def rss_bytes(self) -> int:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
