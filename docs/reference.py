@@ -16,15 +16,15 @@ from django.db import models
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE_DIRS = (
-    ROOT / "container_manager",
-    ROOT / "container_manager_core",
+    ROOT / "packages" / "django" / "container_manager",
+    ROOT / "packages" / "core" / "container_manager_core",
     ROOT / "plugins" / "docker_executor" / "docker_executor",
     ROOT / "plugins" / "cloudrun_executor" / "cloudrun_executor",
     ROOT / "plugins" / "mock_executor" / "mock_executor",
 )
 DOCKER_CONFIG_SOURCES = (
     ROOT / "plugins" / "docker_executor" / "docker_executor",
-    ROOT / "container_manager_core" / "policy.py",
+    ROOT / "packages" / "core" / "container_manager_core" / "policy.py",
 )
 # Helpers that build a Violation from a code given as their first argument, and the prefix they add.
 _VIOLATION_BUILDERS = {"Violation": "", "_bad": "", "_v": "payload."}
@@ -210,7 +210,9 @@ def violation_codes() -> frozenset[str]:
 def core_policy_codes() -> set[str]:
     """Return the codes of the built-in (core) policy only."""
     literal = set()
-    for node in ast.walk(ast.parse((ROOT / "container_manager_core" / "policy.py").read_text())):
+    for node in ast.walk(
+        ast.parse((ROOT / "packages" / "core" / "container_manager_core" / "policy.py").read_text())
+    ):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Violation":
             arg = node.args[0] if node.args else None
             if isinstance(arg, ast.Constant) and isinstance(arg.value, str):

@@ -70,7 +70,8 @@ def test_a_missing_known_plugin_gives_the_pip_hint(host, monkeypatch):
     bare = PluginManager(load_entry_points=False)
     monkeypatch.setattr(factory_module, "get_plugin_manager", lambda: bare)
     with pytest.raises(
-        InvalidExecutor, match=r"No executor plugin for 'docker': pip install container-manager\[docker\]"
+        InvalidExecutor,
+        match=r"No executor plugin for 'docker': pip install \"container-manager-django\[docker\]\"",
     ):
         ExecutorFactory.create_executor("docker", {"docker_host": host})
 

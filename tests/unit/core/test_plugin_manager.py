@@ -140,11 +140,11 @@ def test_missing_executor_type_names_the_package_to_install() -> None:
     with pytest.raises(NoExecutorPlugin) as info:
         pm.launch_job(HostSpec(name="h", executor_type="docker"), _job())
     assert str(info.value).startswith(
-        "No executor plugin for 'docker': pip install container-manager[docker]"
+        "No executor plugin for 'docker': pip install \"container-manager-django[docker]\""
     )
     with pytest.raises(
         NoExecutorPlugin,
-        match=r"No executor plugin for 'cloudrun': pip install container-manager\[cloudrun\]",
+        match=r"No executor plugin for 'cloudrun': pip install \"container-manager-django\[cloudrun\]\"",
     ):
         pm.get_health_status(HostSpec(name="h", executor_type="cloudrun"))
 

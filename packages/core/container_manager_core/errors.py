@@ -28,7 +28,7 @@ class NoExecutorPlugin(ContainerManagerError):
         self.available = tuple(available)
         extra = KNOWN_EXTRAS.get(executor_type)
         if extra is not None:
-            hint = f"pip install container-manager[{extra}]"
+            hint = f'pip install "container-manager-django[{extra}]"'
         else:
             hint = (
                 f"install a package that registers an executor of type {executor_type!r} "
