@@ -5,8 +5,9 @@ from __future__ import annotations
 import gc
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from container_manager.worker.hosts import host_name_errors
 from container_manager.worker.worker import Worker
 
 
@@ -53,6 +54,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # A misspelt --host would otherwise leave a worker running that serves nothing, silently.
+        if errors := host_name_errors(options["hosts"]):
+            raise CommandError(" ".join(errors))
         worker = Worker(
             worker_id=options["worker_id"],
             concurrency=options["concurrency"],
