@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import gc
+import logging
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from container_manager.management.console_logging import console_logging
 from container_manager.worker.hosts import host_name_errors
+from container_manager.worker.logevents import log_event
 from container_manager.worker.worker import Worker
 
 
@@ -57,16 +60,34 @@ class Command(BaseCommand):
         # A misspelt --host would otherwise leave a worker running that serves nothing, silently.
         if errors := host_name_errors(options["hosts"]):
             raise CommandError(" ".join(errors))
-        worker = Worker(
-            worker_id=options["worker_id"],
-            concurrency=options["concurrency"],
-            max_jobs=options["max_jobs"],
-            once=options["once"],
-            host_names=options["hosts"],
-            poll_interval=options["poll_interval"],
-        )
-        # A long-lived process: take what start-up built (Django, the plugins, their modules)
-        # out of the collector's reach, so a full collection scans only what the worker makes
-        # later. Under the benchmark's load a full collection paused the worker for 50-130 ms.
-        gc.freeze()
-        worker.run()
+        with console_logging(options["verbosity"]):
+            worker = Worker(
+                worker_id=options["worker_id"],
+                concurrency=options["concurrency"],
+                max_jobs=options["max_jobs"],
+                once=options["once"],
+                host_names=options["hosts"],
+                poll_interval=options["poll_interval"],
+            )
+            _log_settings(worker)
+            # A long-lived process: take what start-up built (Django, the plugins, their modules)
+            # out of the collector's reach, so a full collection scans only what the worker makes
+            # later. Under the benchmark's load a full collection paused the worker for 50-130 ms.
+            gc.freeze()
+            worker.run()
+
+
+def _log_settings(worker: Worker) -> None:
+    """Say at DEBUG (``-v 2``) which cadences and limits this worker runs with."""
+    settings = worker.settings
+    log_event(
+        "worker_settings",
+        worker=worker.worker_id,
+        poll_interval=worker.poll_interval,
+        lease_seconds=settings.LEASE_SECONDS,
+        health_check_interval=settings.HEALTH_CHECK_INTERVAL,
+        reconcile_interval=settings.RECONCILE_INTERVAL,
+        shutdown_grace_seconds=settings.SHUTDOWN_GRACE_SECONDS,
+        default_executor_type=settings.DEFAULT_EXECUTOR_TYPE,
+        level=logging.DEBUG,
+    )
