@@ -31,11 +31,14 @@ def check_host(host: ExecutorHost) -> HealthStatus:
         "last_health_error": status.error or "",
         "health_response_time": status.response_time,
     }
+    recovered = status.healthy and not host.healthy
     ExecutorHost.objects.filter(pk=host.pk).update(**fields)
     for field, value in fields.items():
         setattr(host, field, value)
     if status.healthy:
-        logger.info("Host %r is healthy (%.3fs)", host.name, status.response_time)
+        # A routine healthy answer (every HEALTH_CHECK_INTERVAL per host) is debug detail; a recovery is news.
+        level = logging.INFO if recovered else logging.DEBUG
+        logger.log(level, "Host %r is healthy (%.3fs)", host.name, status.response_time)
     else:
         logger.warning("Host %r is unhealthy (%.3fs): %s", host.name, status.response_time, status.error)
     return status

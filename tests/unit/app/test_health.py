@@ -28,6 +28,17 @@ def test_a_healthy_host_is_recorded(host, django_assert_num_queries, caplog):
     assert "Host 'mock-1' is healthy" in caplog.text
 
 
+def test_a_routine_healthy_answer_is_debug_detail(host, caplog):
+    """Every HEALTH_CHECK_INTERVAL per host: at the worker's default INFO level it would drown the job events."""
+    check_host(host)
+    caplog.set_level(logging.INFO, logger="container_manager.health")
+    check_host(host)
+    assert "is healthy" not in caplog.text
+    caplog.set_level(logging.DEBUG, logger="container_manager.health")
+    check_host(host)
+    assert "Host 'mock-1' is healthy" in caplog.text
+
+
 @pytest.mark.parametrize(
     ("config", "error"),
     [
