@@ -74,12 +74,15 @@ def _docs(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[DocsRun]:
     """Give one document the example image, a database shared with its shell examples, and a clean slate."""
+    from docker_executor.test_image import DEFAULT_TAG, build_image
+
     from container_manager.executors.registry import reset_plugin_manager
-    from example.image import build_image
     from tests.dockertools import docker_client_or_fail
 
     client = docker_client_or_fail()
-    build_image(client)
+    build_image(
+        client, DEFAULT_TAG
+    )  # the image the documents' jobs use, as `container-manager-test-image` builds it
     document = Path(str(request.node.path))
     networks = set(NETWORK_CREATE.findall(document.read_text()))
     project_dir = tmp_path_factory.mktemp("project")

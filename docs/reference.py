@@ -108,6 +108,13 @@ def command_options(name: str) -> tuple[frozenset[str], frozenset[str]]:
     return flags, dests
 
 
+def console_script_options() -> frozenset[str]:
+    """Return the option strings of the console scripts the plugins install (container-manager-test-image)."""
+    from docker_executor.test_image import parser
+
+    return frozenset(s for action in parser()._actions for s in action.option_strings)
+
+
 def command_exists(name: str) -> bool:
     return name in get_commands()
 

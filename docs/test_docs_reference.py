@@ -190,6 +190,74 @@ def test_the_readme_links_every_document() -> None:
         assert f"(docs/{name})" in readme, f"README.md does not link docs/{name}"
 
 
+# What a reader installs: the published distributions and their extras, read from the workspace.
+PIP_INSTALL = re.compile(
+    r"pip install (?:-U |--upgrade )?[\"']?(?P<name>[A-Za-z0-9_.-]+)(?:\[(?P<extras>[^\]]*)\])?"
+)
+READMES = (
+    ROOT / "README.md",
+    *sorted(ROOT.glob("packages/*/README.md")),
+    *sorted(ROOT.glob("plugins/*/README.md")),
+)
+
+
+def published_distributions() -> dict[str, set[str]]:
+    """Map every distribution of the workspace to its extras."""
+    found = {}
+    for pyproject in (*ROOT.glob("packages/*/pyproject.toml"), *ROOT.glob("plugins/*/pyproject.toml")):
+        project = tomllib.loads(pyproject.read_text())["project"]
+        found[project["name"]] = set(project.get("optional-dependencies", {}))
+    return found
+
+
+def test_install_commands_name_published_distributions() -> None:
+    """A stale or foreign name (``container-manager`` is someone else's package) never reaches a reader."""
+    published = published_distributions()
+    commands = []
+    for path in (*(mdscan.path_of(name) for name in mdscan.DOCUMENTS), *READMES):
+        for match in PIP_INSTALL.finditer(path.read_text()):
+            commands.append(match)
+            name, extras = match["name"], match["extras"]
+            where = f"{path.relative_to(ROOT)}: {match[0]!r}"
+            if name.startswith(("container-manager", "container_manager")):
+                assert name in published, f"{where} names no distribution of this workspace"
+                wanted = {extra.strip() for extra in (extras or "").split(",") if extra.strip()}
+                assert wanted <= published[name], f"{where} asks for extras {name} does not have"
+    assert any(m["name"] == "container-manager-django" for m in commands), "no document says what to install"
+
+
+def test_error_hints_name_published_distributions() -> None:
+    from container_manager_core.errors import KNOWN_EXTRAS, NoExecutorPlugin
+
+    published = published_distributions()
+    for executor_type in KNOWN_EXTRAS:
+        match = PIP_INSTALL.search(str(NoExecutorPlugin(executor_type)))
+        assert match, executor_type
+        assert match["extras"] in published[match["name"]], match[0]
+
+
+def test_host_names_do_not_collide_between_documents() -> None:
+    """A reader who follows INSTALL.md and then another document in one project never hits a duplicate name."""
+    owners: dict[str, str] = {}
+    for name in mdscan.DOCUMENTS:
+        for block in load(name).blocks:
+            if block.lang != "python":
+                continue
+            for node in ast.walk(ast.parse(block.python_source)):
+                if not isinstance(node, ast.Call):
+                    continue
+                called = ast.unparse(node.func)
+                if called not in {"ExecutorHost", "ExecutorHost.objects.create"}:
+                    continue
+                for keyword in node.keywords:
+                    if keyword.arg == "name" and isinstance(keyword.value, ast.Constant):
+                        host = keyword.value.value
+                        assert owners.setdefault(host, name) == name, (
+                            f"host {host!r} is created by both {owners[host]} and {block.where}"
+                        )
+    assert owners, "no document creates a host"
+
+
 def test_the_docker_guide_has_its_sections_in_order() -> None:
     sections = [title for level, title in load("DOCKER.md").headings if level == 2]
     assert sections == DOCKER_SECTIONS
@@ -492,7 +560,9 @@ def test_commands_and_flags_exist() -> None:
 
 def test_bare_flags_belong_to_a_documented_command() -> None:
     commands = {command for _, command, _ in command_mentions()} | reference.app_commands()
-    known = set().union(*(reference.command_options(c)[0] for c in commands))
+    known = (
+        set().union(*(reference.command_options(c)[0] for c in commands)) | reference.console_script_options()
+    )
     for name in mdscan.DOCUMENTS:
         for code in load(name).inline_code():
             if not code.startswith("--"):
