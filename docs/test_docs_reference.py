@@ -226,6 +226,28 @@ def test_install_commands_name_published_distributions() -> None:
     assert any(m["name"] == "container-manager-django" for m in commands), "no document says what to install"
 
 
+def test_toml_requirements_name_published_distributions() -> None:
+    """A packaging example that depends on a stale or foreign name would install someone else's package."""
+    from packaging.requirements import Requirement
+
+    published = published_distributions()
+    for block in mdscan.all_blocks():
+        if block.lang != "toml":
+            continue
+        project = tomllib.loads(block.text).get("project", {})
+        listed = [
+            *project.get("dependencies", []),
+            *(text for extra in project.get("optional-dependencies", {}).values() for text in extra),
+        ]
+        for text in listed:
+            requirement = Requirement(text)
+            if requirement.name.startswith("container-manager") and requirement.name != project.get("name"):
+                assert requirement.name in published, (
+                    f"{block.where}: {text!r} names no published distribution"
+                )
+                assert requirement.extras <= published[requirement.name], f"{block.where}: {text!r}"
+
+
 def test_error_hints_name_published_distributions() -> None:
     from container_manager_core.errors import KNOWN_EXTRAS, NoExecutorPlugin
 
