@@ -8,7 +8,6 @@ sent while it was away are lost. Polling at POLL_INTERVAL stays as the fallback.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -16,12 +15,13 @@ from typing import Any
 from django.db import connections
 
 from container_manager.worker.logevents import log_event
+from container_manager.worker.outage import Outage
 
 QUEUE_CHANNEL = "container_manager_queue"
 # How often the listening thread looks up from the socket to see whether it should stop.
 STOP_CHECK_SECONDS = 1.0
-# Pause before reconnecting after the connection broke (a restart takes seconds).
-RECONNECT_SECONDS = (0.5, 1.0, 2.0, 5.0)
+# Longest pause before reconnecting after the connection broke (a restart takes seconds).
+RECONNECT_MAX_SECONDS = 5.0
 # Connection parameters Django adds for its own cursors, which a plain connection does not take.
 _DJANGO_ONLY_PARAMS = ("cursor_factory", "context", "prepare_threshold")
 
@@ -54,26 +54,19 @@ class QueueListener:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        failures = 0
+        # Like the worker's loop: a capped, jittered pause, and a log that thins out in a long outage.
+        outage = Outage("queue_listener_error", cap=RECONNECT_MAX_SECONDS)
         while not self._stopping.is_set():
             try:
                 with self._connect() as conn:
                     conn.execute(f"LISTEN {QUEUE_CHANNEL}")
-                    failures = 0
+                    outage.recovered()
                     self._on_notify()  # Whatever was announced while nobody listened.
                     while not self._stopping.is_set():
                         for _notice in conn.notifies(timeout=STOP_CHECK_SECONDS):
                             self._on_notify()
             except Exception as exc:  # Any failure only costs promptness: polling still finds the jobs.
-                pause = RECONNECT_SECONDS[min(failures, len(RECONNECT_SECONDS) - 1)]
-                failures += 1
-                log_event(
-                    "queue_listener_error",
-                    error=str(exc).strip() or repr(exc),
-                    retry_in=pause,
-                    level=logging.WARNING,
-                )
-                self._stopping.wait(pause)
+                self._stopping.wait(outage.failed(exc))
 
     def _connect(self) -> Any:
         return plain_connection(self._alias)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, InterfaceError, connection
 from django.utils import timezone
 
 from container_manager.conf import AppSettings, app_settings
@@ -27,6 +27,7 @@ from container_manager.models import ContainerJob
 from container_manager.states import ACTIVE_STATUSES, FINISHED_STATUSES, JobStatus, TerminationReason
 from container_manager.worker import claims, hosts, outcome
 from container_manager.worker.logevents import log_event
+from container_manager.worker.outage import Outage
 from container_manager.worker.reconcile import Reconciler
 from container_manager.worker.runner import Runner
 from container_manager.worker.tracking import (
@@ -182,33 +183,40 @@ class Worker:
         return self.finished_total
 
     def _loop(self) -> None:
-        failures = 0
+        outage = Outage(
+            "database_error", cap=DB_RETRY_MAX_SECONDS, recovered_event="database_back", worker=self.worker_id
+        )
         while not self._should_exit():
             try:
                 self._step()
-                failures = 0
-            except DatabaseError as exc:
-                # The database went away (restart, failover): drop the connection and come back later.
-                failures += 1
-                pause = min(DB_RETRY_MAX_SECONDS, 0.25 * 2**failures)
-                log_event(
-                    "database_error",
-                    worker=self.worker_id,
-                    error=str(exc).strip(),
-                    retry_in=pause,
-                    level=logging.WARNING,
-                )
+            except (DatabaseError, InterfaceError) as exc:
+                # The database went away (restart, failover, a lock): drop the connection and come
+                # back later. Containers run on; runner reports wait in the queue for the next turn.
                 self._close_connection()
-                self._wake.wait(pause)
+                self._pause(outage.failed(exc))
                 continue
+            outage.recovered()
             self._wake.wait(self._idle_timeout())
             self._wake.clear()
+
+    def _pause(self, seconds: float) -> None:
+        """Wait ``seconds`` after a database error: runner reports do not cut it short, a stop does."""
+        stop_seen = self._stop_requested
+        deadline = time.monotonic() + seconds
+        if self._grace_deadline is not None:
+            deadline = min(deadline, self._grace_deadline)
+        while (left := deadline - time.monotonic()) > 0:
+            self._wake.wait(left)
+            # request_stop sets the flag before the event, so clearing here cannot lose a stop.
+            self._wake.clear()
+            if self._stop_requested and not stop_seen:
+                return
 
     @staticmethod
     def _close_connection() -> None:
         # Inside an outer transaction (a test's, or a caller's) closing would only break it.
         if not connection.in_atomic_block:
-            with contextlib.suppress(DatabaseError):
+            with contextlib.suppress(DatabaseError, InterfaceError):
                 connection.close()
 
     def _should_exit(self) -> bool:
