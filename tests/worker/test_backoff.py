@@ -86,29 +86,51 @@ def test_a_long_outage_logs_a_few_lines_then_one_per_interval(caplog: pytest.Log
     assert sum("event=database_error" in r.getMessage() for r in caplog.records) == LOGGED_FAILURES
 
 
-class FakeOutage:
-    """Stand in for ``Worker._step``: the database fails until ``end`` (a monotonic time), then works."""
+class FakeConnection:
+    """Django's connection as the loop sees it: ``connection`` stays None until a query opens it."""
 
-    def __init__(self, worker: Worker, end: float) -> None:
-        self.worker = worker
+    connection: object | None = None
+    in_atomic_block = False
+
+
+class FakeOutage:
+    """Stand in for ``Worker._step``: the database fails until ``end`` (a monotonic time), then works.
+
+    With ``idle_turns``, every turn after a failure has nothing due and touches no database.
+    """
+
+    def __init__(self, end: float, *, idle_turns: bool = False) -> None:
         self.end = end
+        self.idle_turns = idle_turns
         self.failed: list[float] = []
         self.succeeded: list[float] = []
+        self._just_failed = False
 
     def step(self) -> None:
         now = time.monotonic()
+        if self.idle_turns and self._just_failed:
+            self._just_failed = False
+            return
         if now < self.end:
             self.failed.append(now)
+            self._just_failed = True
             raise OperationalError(
                 'connection to server at "127.0.0.1", port 5432 failed: Connection refused'
             )
+        FakeConnection.connection = object()
         self.succeeded.append(now)
 
 
 @pytest.fixture
 def worker(monkeypatch: pytest.MonkeyPatch) -> Iterator[Worker]:
     worker = Worker(worker_id="outage-test", concurrency=2)
-    monkeypatch.setattr(Worker, "_close_connection", staticmethod(lambda: None))
+    monkeypatch.setattr("container_manager.worker.worker.connection", FakeConnection)
+    monkeypatch.setattr(FakeConnection, "connection", None)
+
+    def close() -> None:
+        FakeConnection.connection = None
+
+    monkeypatch.setattr(Worker, "_close_connection", staticmethod(close))
     yield worker
     worker.request_stop()
 
@@ -142,7 +164,7 @@ def keep_waking(worker: Worker, until: Callable[[], bool]) -> threading.Thread:
 
 def test_the_loop_really_waits_through_an_outage_and_resumes(worker: Worker):
     seconds = 3.0
-    outage = FakeOutage(worker, time.monotonic() + seconds)
+    outage = FakeOutage(time.monotonic() + seconds)
     worker._step = outage.step  # type: ignore[method-assign]
     thread, errors = run_loop(worker)
     keep_waking(worker, lambda: not thread.is_alive())
@@ -163,7 +185,7 @@ def test_the_loop_really_waits_through_an_outage_and_resumes(worker: Worker):
 
 
 def test_a_stop_ends_the_pause_at_once(worker: Worker):
-    outage = FakeOutage(worker, time.monotonic() + 3600)
+    outage = FakeOutage(time.monotonic() + 3600)
     worker._step = outage.step  # type: ignore[method-assign]
     thread, errors = run_loop(worker)
     time.sleep(2.0)  # Into the third pause or so: 1 to 2 s long.
@@ -178,7 +200,7 @@ def test_a_stop_ends_the_pause_at_once(worker: Worker):
 
 def test_an_outage_logs_its_first_failures_then_stays_quiet(worker: Worker, caplog: pytest.LogCaptureFixture):
     caplog.set_level(logging.INFO, logger="container_manager.worker")
-    outage = FakeOutage(worker, time.monotonic() + 2.5)
+    outage = FakeOutage(time.monotonic() + 2.5)
     worker._step = outage.step  # type: ignore[method-assign]
     thread, errors = run_loop(worker)
     keep_waking(worker, lambda: not thread.is_alive())
@@ -192,3 +214,24 @@ def test_an_outage_logs_its_first_failures_then_stays_quiet(worker: Worker, capl
     errors_logged = [line for line in lines if "event=database_error" in line]
     assert 1 <= len(errors_logged) <= LOGGED_FAILURES
     assert sum("event=database_back" in line for line in lines) == 1
+
+
+def test_a_turn_that_touched_no_database_does_not_end_the_outage(
+    worker: Worker, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.INFO, logger="container_manager.worker")
+    outage = FakeOutage(time.monotonic() + 2.5, idle_turns=True)
+    worker._step = outage.step  # type: ignore[method-assign]
+    worker._idle_timeout = lambda: 0.0  # type: ignore[method-assign]
+    thread, errors = run_loop(worker)
+    deadline = time.monotonic() + 10
+    while not outage.succeeded and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker.request_stop()
+    thread.join(5)
+    assert errors == []
+    # The pauses still grew (0.25 s at least, then 0.5, then 1): no restart from the first pause.
+    assert len(outage.failed) <= 4, outage.failed
+    back = [r.getMessage() for r in caplog.records if "event=database_back" in r.getMessage()]
+    assert len(back) == 1
+    assert f"failures={len(outage.failed)} " in back[0]

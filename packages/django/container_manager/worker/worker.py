@@ -193,9 +193,11 @@ class Worker:
                 # The database went away (restart, failover, a lock): drop the connection and come
                 # back later. Containers run on; runner reports wait in the queue for the next turn.
                 self._close_connection()
+                self._lease_cadence.soon()  # Renew first thing when the database is back.
                 self._pause(outage.failed(exc))
                 continue
-            outage.recovered()
+            if connection.connection is not None:  # Not a turn with nothing due: this one reached it.
+                outage.recovered()
             self._wake.wait(self._idle_timeout())
             self._wake.clear()
 
