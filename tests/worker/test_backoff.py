@@ -17,8 +17,11 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import InterfaceError, OperationalError
 
+from container_manager.management.commands import process_container_jobs
+from container_manager.worker.hosts import host_name_errors
 from container_manager.worker.outage import (
     FIRST_PAUSE_SECONDS,
     LOG_INTERVAL_SECONDS,
@@ -27,6 +30,7 @@ from container_manager.worker.outage import (
     backoff_seconds,
 )
 from container_manager.worker.worker import DB_RETRY_MAX_SECONDS, Worker
+from tests.worker.conftest import make_host
 
 CAP = 5.0
 
@@ -235,3 +239,34 @@ def test_a_turn_that_touched_no_database_does_not_end_the_outage(
     back = [r.getMessage() for r in caplog.records if "event=database_back" in r.getMessage()]
     assert len(back) == 1
     assert f"failures={len(outage.failed)} " in back[0]
+
+
+@pytest.mark.django_db
+def test_a_worker_started_while_the_database_is_down_waits_for_it(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    # The one query before the loop checks the --host names; on main its error ended the process.
+    make_host("alpha")
+    calls: list[list[str]] = []
+
+    def down_twice(names: list[str]) -> list[str]:
+        calls.append(list(names))
+        if len(calls) <= 2:
+            raise OperationalError(
+                'connection to server at "127.0.0.1", port 5432 failed: Connection refused'
+            )
+        return host_name_errors(names)
+
+    monkeypatch.setattr(process_container_jobs, "host_name_errors", down_twice)
+    ran: list[Worker] = []
+    monkeypatch.setattr(Worker, "run", lambda self: ran.append(self) or 0)
+    caplog.set_level(logging.INFO, logger="container_manager.worker")
+    call_command("process_container_jobs", hosts=["alpha"])
+    assert calls == [["alpha"]] * 3
+    assert [w.host_names for w in ran] == [("alpha",)]
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("event=database_error" in line for line in lines) == 2
+    assert sum("event=database_back" in line for line in lines) == 1
+    # The names are still checked once the database answers.
+    with pytest.raises(CommandError, match="Unknown executor host: nope"):
+        call_command("process_container_jobs", hosts=["nope"])

@@ -8,11 +8,14 @@ the outage.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
 from collections.abc import Callable
 from typing import Any
+
+from django.db import DatabaseError, InterfaceError, connection
 
 from container_manager.worker.logevents import log_event
 
@@ -101,3 +104,24 @@ class Outage:
         self.failures = 0
         self._unlogged = 0
         self._next_log = 0.0
+
+
+def when_reachable[T](
+    func: Callable[[], T], *, cap: float, sleep: Callable[[float], None] = time.sleep, **fields: Any
+) -> T:
+    """Return ``func()`` once the database answers it, pausing and logging as the loop does meanwhile.
+
+    For the worker's start-up queries: a worker started while the database is down waits for it.
+    """
+    outage = Outage("database_error", cap=cap, recovered_event="database_back", **fields)
+    while True:
+        try:
+            result = func()
+        except (DatabaseError, InterfaceError) as exc:
+            if not connection.in_atomic_block:
+                with contextlib.suppress(DatabaseError, InterfaceError):
+                    connection.close()
+            sleep(outage.failed(exc))
+            continue
+        outage.recovered()
+        return result

@@ -11,7 +11,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from container_manager.management.console_logging import console_logging
 from container_manager.worker.hosts import host_name_errors
 from container_manager.worker.logevents import log_event
-from container_manager.worker.worker import Worker
+from container_manager.worker.outage import when_reachable
+from container_manager.worker.worker import DB_RETRY_MAX_SECONDS, Worker
 
 
 def _positive_int(value: str) -> int:
@@ -57,10 +58,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        # A misspelt --host would otherwise leave a worker running that serves nothing, silently.
-        if errors := host_name_errors(options["hosts"]):
-            raise CommandError(" ".join(errors))
         with console_logging(options["verbosity"]):
+            # A misspelt --host would otherwise leave a worker running that serves nothing, silently.
+            # A database down at start is waited for, as the loop waits out an outage.
+            if errors := when_reachable(lambda: host_name_errors(options["hosts"]), cap=DB_RETRY_MAX_SECONDS):
+                raise CommandError(" ".join(errors))
             worker = Worker(
                 worker_id=options["worker_id"],
                 concurrency=options["concurrency"],
