@@ -307,4 +307,5 @@ def worker_events() -> set[str]:
     for path in source_files():
         names.update(re.findall(r"log_event\(\s*\"([a-z_]+)\"", path.read_text()))
         names.update(re.findall(r"\"(host_healthy|host_unhealthy)\"", path.read_text()))
+        names.update(re.findall(r"(?:Outage\(\s*|recovered_event=)\"([a-z_]+)\"", path.read_text()))
     return names
