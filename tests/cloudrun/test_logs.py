@@ -14,7 +14,7 @@ from cloudrun_executor.plugin import CloudRunExecutor
 from proto.datetime_helpers import DatetimeWithNanoseconds
 
 from container_manager_core.errors import ExecutorError
-from container_manager_core.logtext import strip_timestamps
+from container_manager_core.logtext import strip_timestamps, truncation_notice
 from container_manager_core.types import HostSpec
 from tests.cloudrun.conftest import JobMaker, wait_exited
 from tests.fakes import FakeCloudRun, cloudrun_host_spec
@@ -92,6 +92,19 @@ def test_each_stream_is_capped_keeping_head_and_tail(
     assert logs.stdout.endswith("row 18\nrow 19\n")
     assert f"{logs.stdout_dropped_bytes} bytes dropped" in logs.stdout
     assert (logs.stderr, logs.stderr_dropped_bytes) == ("short\n", 0)
+
+
+def test_output_is_decoded_as_every_executors_is(
+    executor: CloudRunExecutor, fake_cloudrun: FakeCloudRun, make_job: JobMaker
+) -> None:
+    # NUL is replaced and counted; a character the cap splits is dropped whole, not replaced.
+    host = cloudrun_host_spec(fake_cloudrun, log_cap_bytes=9)
+    execution_id = finished_logs(executor, host, make_job, stdout="a\x00b", stderr="é" * 20)
+    logs = executor.logs(host, execution_id, timestamps=False)
+    assert (logs.stdout, logs.stdout_dropped_bytes, logs.stdout_replaced_bytes) == ("a\u2400b\n", 0, 1)
+    # 41 bytes: a head of 5 holds two "é" and half a third, a tail of 4 one "é" and the newline.
+    assert logs.stderr == "éé" + truncation_notice(41 - 7) + "é\n"
+    assert (logs.stderr_dropped_bytes, logs.stderr_replaced_bytes) == (41 - 7, 0)
 
 
 def test_logging_errors_are_typed(

@@ -263,13 +263,20 @@ class ExecutionStatus:
 
 @attrs.frozen
 class ExecutionLogs:
-    """Output kept apart by stream; ``*_dropped_bytes`` counts what a size cap cut from the middle."""
+    """Output kept apart by stream; ``*_dropped_bytes`` counts what a size cap cut from the middle.
+
+    ``*_replaced_bytes`` counts the bytes decoding replaced to make the text storable (NUL, invalid
+    UTF-8: see ``logtext.storable_text``). The worker makes whatever text it gets storable again and
+    adds what that replaces, so a plugin that hands over ``str`` output may leave these at 0.
+    """
 
     stdout: str = ""
     stderr: str = ""
     timestamps: bool = False
     stdout_dropped_bytes: int = 0
     stderr_dropped_bytes: int = 0
+    stdout_replaced_bytes: int = 0
+    stderr_replaced_bytes: int = 0
 
 
 @attrs.frozen

@@ -17,7 +17,7 @@ from google.cloud.logging_v2.types import ListLogEntriesRequest, LogEntry
 from google.protobuf import json_format
 
 from cloudrun_executor.naming import ExecutionName
-from container_manager_core.logtext import HeadTailBuffer, render_capped
+from container_manager_core.logtext import HeadTailBuffer, buffered_logs
 from container_manager_core.types import ExecutionLogs
 
 STDOUT_LOG = "run.googleapis.com%2Fstdout"
@@ -63,15 +63,10 @@ def read_logs(
     for entry in client.list_log_entries(request=request, retry=None, timeout=timeout):
         buffer = buffers.get(entry.log_name.rsplit("/", 1)[-1])
         if buffer is not None:
-            buffer.feed(entry_text(entry, timestamps=timestamps).encode("utf-8"))
-    (stdout, stdout_dropped), (stderr, stderr_dropped) = (b.result() for b in buffers.values())
-    return ExecutionLogs(
-        stdout=render_capped(stdout, stdout_dropped, limit),
-        stderr=render_capped(stderr, stderr_dropped, limit),
-        timestamps=timestamps,
-        stdout_dropped_bytes=stdout_dropped,
-        stderr_dropped_bytes=stderr_dropped,
-    )
+            # Back to the bytes the job wrote, so they are decoded as every executor's are. A lone
+            # surrogate (no valid UTF-8 encoding) passes as the invalid bytes it would be, never raising.
+            buffer.feed(entry_text(entry, timestamps=timestamps).encode("utf-8", "surrogatepass"))
+    return buffered_logs(buffers[STDOUT_LOG], buffers[STDERR_LOG], timestamps=timestamps)
 
 
 def entry_text(entry: LogEntry, *, timestamps: bool) -> str:

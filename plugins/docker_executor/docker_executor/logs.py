@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import docker
 
 from container_manager_core.errors import ExecutorError
-from container_manager_core.logtext import HeadTailBuffer, render_capped
+from container_manager_core.logtext import HeadTailBuffer, buffered_logs
 from container_manager_core.types import ExecutionLogs
 from docker_executor.engine_errors import api_url, raise_for_engine_status
 
@@ -88,19 +88,4 @@ def read_logs(
         raise_for_engine_status(response)
         for stream_id, piece in frame_payloads(response.raw):
             buffers[stream_id].feed(piece)
-    (stdout, stdout_dropped), (stderr, stderr_dropped) = (
-        _rendered(buffers[STDOUT_ID], limit),
-        _rendered(buffers[STDERR_ID], limit),
-    )
-    return ExecutionLogs(
-        stdout=stdout,
-        stderr=stderr,
-        timestamps=timestamps,
-        stdout_dropped_bytes=stdout_dropped,
-        stderr_dropped_bytes=stderr_dropped,
-    )
-
-
-def _rendered(buffer: HeadTailBuffer, limit: int) -> tuple[str, int]:
-    kept, dropped = buffer.result()
-    return render_capped(kept, dropped, limit), dropped
+    return buffered_logs(buffers[STDOUT_ID], buffers[STDERR_ID], timestamps=timestamps)

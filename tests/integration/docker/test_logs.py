@@ -60,3 +60,23 @@ def test_fifty_megabyte_flood_is_capped_head_and_tail(
     # Streamed, not buffered: the peak is a few copies of the 1 MiB cap, never the 50 MB flood.
     assert peak < 8 * CAP, f"reading the logs peaked at {peak} bytes"
     assert elapsed < 30
+
+
+def test_output_bytes_become_storable_text_the_cap_splitting_no_character(
+    executor: DockerExecutor, docker_host: HostSpec, make_job: JobMaker
+) -> None:
+    host = HostSpec(
+        docker_host.name,
+        "docker",
+        docker_host.connection_string,
+        config={**docker_host.config, "log_cap_bytes": 9},
+    )
+    # The engine's json-file driver writes invalid UTF-8 (\377) as U+FFFD itself; NUL reaches us.
+    script = r"""printf 'a\000b\377c'; E=$(printf '\303\251'); printf "$E$E$E$E$E$E$E$E$E$E" >&2"""
+    execution = executor.launch(host, make_job(script))
+    wait_exited(executor, host, execution.execution_id)
+    logs = executor.logs(host, execution.execution_id, timestamps=False)
+    assert (logs.stdout, logs.stdout_dropped_bytes, logs.stdout_replaced_bytes) == ("a\u2400b\ufffdc", 0, 1)
+    # 20 bytes of "é": a head of 5 holds two and half a third, a tail of 4 two: the half is dropped.
+    assert logs.stderr == "éé" + truncation_notice(20 - 8) + "éé"
+    assert (logs.stderr_dropped_bytes, logs.stderr_replaced_bytes) == (20 - 8, 0)
