@@ -32,6 +32,8 @@ _LIFECYCLE_FIELDS = frozenset(
         "parsed_output",
         "stdout_dropped_bytes",
         "stderr_dropped_bytes",
+        "stdout_replaced_bytes",
+        "stderr_replaced_bytes",
         "max_memory_usage",
         "cpu_usage_percent",
         "created_at",

@@ -20,6 +20,7 @@ from container_manager import signals, sqltext, validation
 from container_manager.conf import app_settings
 from container_manager.exceptions import InvalidStateTransition
 from container_manager.executors.registry import get_plugin_manager
+from container_manager.fields import StorableTextField
 from container_manager.managers import ContainerJobManager
 from container_manager.security import log_host_rejection, log_policy_rejection
 from container_manager.states import (
@@ -33,6 +34,7 @@ from container_manager.states import (
 )
 from container_manager_core.envfile import EnvSyntaxError, parse_env_text
 from container_manager_core.errors import NoExecutorPlugin
+from container_manager_core.logtext import storable_text
 from container_manager_core.secrets import redact
 from container_manager_core.types import (
     Command,
@@ -257,13 +259,20 @@ class ContainerJob(models.Model):
     exit_code = models.IntegerField(null=True, blank=True)
     termination_reason = models.CharField(max_length=30, choices=TerminationReason.choices, blank=True)
 
-    stdout_log = models.TextField(blank=True)
-    stderr_log = models.TextField(blank=True)
-    docker_log = models.TextField(blank=True, help_text=_("Executor and lifecycle events."))
-    clean_output = models.TextField(blank=True)
+    # Output and texts that may quote it are made storable on every database (no NUL, valid UTF-8).
+    stdout_log = StorableTextField(blank=True)
+    stderr_log = StorableTextField(blank=True)
+    docker_log = StorableTextField(blank=True, help_text=_("Executor and lifecycle events."))
+    clean_output = StorableTextField(blank=True)
     parsed_output = models.JSONField(null=True, blank=True)
     stdout_dropped_bytes = models.BigIntegerField(default=0)
     stderr_dropped_bytes = models.BigIntegerField(default=0)
+    stdout_replaced_bytes = models.BigIntegerField(
+        default=0, help_text=_("NUL and invalid UTF-8 bytes of stdout replaced to store it as text.")
+    )
+    stderr_replaced_bytes = models.BigIntegerField(
+        default=0, help_text=_("NUL and invalid UTF-8 bytes of stderr replaced to store it as text.")
+    )
     max_memory_usage = models.BigIntegerField(null=True, blank=True, help_text=_("Bytes"))
     cpu_usage_percent = models.FloatField(null=True, blank=True)
 
@@ -271,7 +280,7 @@ class ContainerJob(models.Model):
     launched_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
+    last_error = StorableTextField(blank=True)
 
     # Claim bookkeeping: every worker write is conditioned on (worker_id, attempt), so a stale
     # worker cannot overwrite the result of a newer attempt or of a worker that took over.
@@ -486,7 +495,7 @@ class ContainerJob(models.Model):
 
     def append_event(self, message: str) -> None:
         """Add a timestamped line to ``docker_log`` (lifecycle events) in the database and in memory."""
-        line = f"{timezone.now().isoformat()} {message}\n"
+        line = storable_text(f"{timezone.now().isoformat()} {message}\n")[0]  # it may quote an engine
         self.docker_log = (self.docker_log or "") + line
         type(self).objects.filter(pk=self.pk).update(
             docker_log=Concat(models.F("docker_log"), models.Value(line))
@@ -592,6 +601,8 @@ _RESULT_RESET: dict[str, Any] = {
     "parsed_output": None,
     "stdout_dropped_bytes": 0,
     "stderr_dropped_bytes": 0,
+    "stdout_replaced_bytes": 0,
+    "stderr_replaced_bytes": 0,
     "max_memory_usage": None,
     "cpu_usage_percent": None,
     "launched_at": None,

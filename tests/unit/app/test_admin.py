@@ -304,6 +304,21 @@ def test_the_logs_page_separates_the_streams(admin_client, host):
     assert "Exited with code 0." in events
 
 
+def test_the_logs_page_says_how_many_bytes_were_cut_and_replaced(admin_client, host):
+    job = advance(make_job(host=host), JobStatus.COMPLETED)
+    html = page(admin_client, url("containerjob_logs", job.pk))
+    assert "cut from the middle" not in html
+    assert "replaced to store the output" not in html
+    ContainerJob.objects.filter(pk=job.pk).update(
+        stdout_log="a\u2400b\n", stdout_dropped_bytes=5, stdout_replaced_bytes=1, stderr_replaced_bytes=3
+    )
+    html = page(admin_client, url("containerjob_logs", job.pk))
+    assert "5 bytes were cut from the middle." in html
+    assert "1 byte was replaced to store the output as text (NUL by \u2400, invalid UTF-8 by \ufffd)." in html
+    assert "3 bytes were replaced to store the output as text" in html
+    assert pre_block(html, "stdout") == "a\u2400b\n"
+
+
 def test_the_logs_page_of_an_unknown_job_is_404(admin_client):
     assert admin_client.get(url("containerjob_logs", "not-a-uuid")).status_code == 404
 

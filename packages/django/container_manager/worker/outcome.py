@@ -9,7 +9,7 @@ from container_manager.conf import AppSettings
 from container_manager.models import ContainerJob
 from container_manager.states import JobStatus, TerminationReason
 from container_manager.worker.tracking import StopReason
-from container_manager_core.logtext import parse_json_output, strip_timestamps
+from container_manager_core.logtext import parse_json_output, storable_json, storable_text, strip_timestamps
 from container_manager_core.types import ExecutionLogs, ExecutionStatus, ResourceUsage
 
 # What the kernel's OOM killer leaves behind (128 + SIGKILL) when the engine did not flag it.
@@ -91,17 +91,27 @@ def settle(
 def harvest_fields(
     status: ExecutionStatus, logs: ExecutionLogs | None, usage: ResourceUsage | None
 ) -> dict[str, Any]:
-    """Return the row fields an exit fills in: exit code, raw and clean logs, parsed JSON, usage."""
+    """Return the row fields an exit fills in: exit code, raw and clean logs, parsed JSON, usage.
+
+    The one point where output becomes row fields, so the one point where it is made storable on
+    every database, whatever the plugin handed over: NUL and invalid UTF-8 replaced and counted
+    (on top of what the plugin's decoding counted), the parsed JSON's strings likewise.
+    """
     fields: dict[str, Any] = {"exit_code": status.exit_code}
     if logs is not None:
-        clean = strip_timestamps(logs.stdout) if logs.timestamps else logs.stdout
+        stdout, stdout_replaced = storable_text(logs.stdout)
+        stderr, stderr_replaced = storable_text(logs.stderr)
+        clean = strip_timestamps(stdout) if logs.timestamps else stdout
         fields |= {
-            "stdout_log": logs.stdout,
-            "stderr_log": logs.stderr,
+            "stdout_log": stdout,
+            "stderr_log": stderr,
             "clean_output": clean,
-            "parsed_output": parse_json_output(clean),
+            # Storable text may still spell NUL or a lone surrogate as a JSON escape.
+            "parsed_output": storable_json(parse_json_output(clean)),
             "stdout_dropped_bytes": logs.stdout_dropped_bytes,
             "stderr_dropped_bytes": logs.stderr_dropped_bytes,
+            "stdout_replaced_bytes": logs.stdout_replaced_bytes + stdout_replaced,
+            "stderr_replaced_bytes": logs.stderr_replaced_bytes + stderr_replaced,
         }
     if usage is not None:
         fields |= {
