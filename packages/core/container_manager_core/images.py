@@ -20,6 +20,9 @@ _PATH = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _DIGEST = re.compile(r"sha256:[a-f0-9]{64}")
 _IMAGE_ID = re.compile(r"[a-f0-9]{64}")
+# What the engine may read as an image ID, or a prefix of one, before any repository name: it runs
+# whatever local image has that ID, from any registry.
+_ID_LIKE = re.compile(r"(?:sha256:)?[a-f0-9]+", re.IGNORECASE)
 
 
 class InvalidImageReference(ValueError):
@@ -160,3 +163,12 @@ def _split_domain(text: str, name: str) -> tuple[str, str]:
 def _looks_like_domain(component: str) -> bool:
     """Say whether Docker reads a first path component as a registry host (its splitDockerDomain rule)."""
     return any(c in component for c in ".:") or component == "localhost" or component != component.lower()
+
+
+def could_be_image_id(text: str) -> bool:
+    """Say whether the engine may read ``text`` as a local image ID (or ID prefix) rather than a name.
+
+    ``abc123`` and ``sha256:<hex>`` parse as Docker Hub names, but the engine falls back to its image
+    IDs when no such name is there, so no registry allow-list can vouch for them.
+    """
+    return _ID_LIKE.fullmatch(text) is not None

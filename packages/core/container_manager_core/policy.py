@@ -1,19 +1,22 @@
 """The built-in security policy: every job and host is checked against these rules before it runs.
 
 Each rule is a small function returning the violations it finds; ``validate_job`` runs them all so a
-caller sees every problem at once. Paths are compared after lexical normalisation only: the policy
-cannot see the host's filesystem, so symlinks inside a safe directory are the operator's concern.
+caller sees every problem at once. The readings that the Docker plugin's payload guard needs too
+(user, namespace mode, security option, mount source and target) are functions here that both call.
 """
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from container_manager_core.hookspecs import hookimpl
-from container_manager_core.images import ImageReference, InvalidImageReference
+from container_manager_core.identity import InvalidUser, parse_user
+from container_manager_core.images import ImageReference, InvalidImageReference, could_be_image_id
 from container_manager_core.types import HostSpec, JobSpec, PolicyLimits, Violation
 
 SYSTEM_PATHS = (
@@ -31,17 +34,18 @@ SYSTEM_PATHS = (
     "/sbin",
     "/lib",
     "/lib64",
+    "/lib32",
+    "/var/lib/containerd",
+    "/run/containerd",
 )
 # Kernel interfaces inside the container: nothing may be mounted anywhere under them.
 KERNEL_PATHS = ("/proc", "/sys", "/dev")
 ENGINE_SOCKETS = ("docker.sock", "containerd.sock", "podman.sock", "crio.sock")
-MAX_ID = 2**32 - 2  # (uid_t)-1 means "no id" to the kernel
-
-_USER = re.compile(r"([0-9]+)(?::([0-9]+))?")  # not \d: int() would accept other scripts' digits
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NETWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 # Security option values that switch confinement off (spc_t is SELinux's "super privileged" type).
 _UNCONFINED = frozenset({"unconfined", "disable", "type:spc_t", "type:unconfined_t"})
+_SECURITY_OPT_KEYS = frozenset({"seccomp", "apparmor", "label", "systempaths"})
 
 JobRule = Callable[[HostSpec | None, JobSpec, PolicyLimits], Iterable[Violation]]
 
@@ -74,11 +78,24 @@ def check_limits(_host: HostSpec | None, job: JobSpec, limits: PolicyLimits) -> 
             yield Violation(
                 f"{code}_too_high", f"{field} is {value!r}, above the maximum of {maximum!r} {unit}.", field
             )
+    if job.cpu_limit is not None and job.cpu_limit < limits.min_cpu:
+        yield Violation(
+            "cpu_limit_too_low",
+            f"cpu_limit is {job.cpu_limit!r}, below the minimum of {limits.min_cpu!r} CPUs: the engine "
+            "would round so small a CPU quota down to none, which means unlimited.",
+            "cpu_limit",
+        )
 
 
 def check_tmpfs(_host: HostSpec | None, job: JobSpec, limits: PolicyLimits) -> Iterator[Violation]:
     """Keep each tmpfs within the configured size, since tmpfs is memory."""
     for mount in job.tmpfs:
+        if target_problem(mount.path):
+            yield Violation(
+                "mount_target_system_path",
+                f"The tmpfs at {mount.path!r} would hide or reach into a system directory.",
+                "tmpfs",
+            )
         if mount.size_bytes > limits.max_tmpfs_bytes:
             yield Violation(
                 "tmpfs_too_large",
@@ -92,23 +109,27 @@ def check_tmpfs(_host: HostSpec | None, job: JobSpec, limits: PolicyLimits) -> I
 
 
 def check_user(_host: HostSpec | None, job: JobSpec, limits: PolicyLimits) -> Iterator[Violation]:
-    """Require a numeric non-root ``UID`` or ``UID:GID`` at or above ``min_uid``, with a non-root group."""
+    """Require a numeric non-root ``UID`` or ``UID:GID`` at or above ``min_uid``, with a non-root group.
+
+    A ``UID`` alone is fine: the engine receives ``UID:UID`` (:meth:`UserId.engine_user`), never the
+    root group the engine would otherwise default to.
+    """
     need = f"The container must run as a non-root user with UID > {limits.min_uid - 1}"
     if not job.user:
         yield Violation("user_missing", f"{need}; no user was set.", "user")
         return
-    match = _USER.fullmatch(job.user)
-    if match is None or any(int(part) > MAX_ID for part in match.groups() if part is not None):
+    try:
+        user = parse_user(job.user)
+    except InvalidUser:
         yield Violation(
             "user_invalid",
             f"{need}, given as a numeric 'UID' or 'UID:GID' (names cannot be verified); got {job.user!r}.",
             "user",
         )
         return
-    uid, gid = match.groups()
-    if int(uid) < limits.min_uid:
+    if user.uid < limits.min_uid:
         yield Violation("user_uid_too_low", f"{need}; got {job.user!r}.", "user")
-    if gid is not None and int(gid) == 0:
+    if user.effective_gid == 0:
         yield Violation(
             "user_gid_root",
             f"The container must not run in the root group (GID 0); got {job.user!r}.",
@@ -154,34 +175,45 @@ def check_privileges(_host: HostSpec | None, job: JobSpec, limits: PolicyLimits)
 def check_security_opt(_host: HostSpec | None, job: JobSpec, _limits: PolicyLimits) -> Iterator[Violation]:
     """Allow only security options that keep confinement on; refuse unknown ones rather than guess."""
     for option in job.security_opt:
-        key, value = _split_option(option)
-        if key == "no-new-privileges":
-            if value not in ("", "true"):
-                yield Violation(
-                    "new_privileges_allowed",
-                    f"The security option {option!r} would let setuid binaries raise privileges.",
-                    "security_opt",
-                )
-        elif key not in ("seccomp", "apparmor", "label", "systempaths") or not value:
-            yield Violation(
-                "security_opt_unknown",
-                f"The security option {option!r} is not one the policy knows to be safe.",
-                "security_opt",
-            )
-        elif value in _UNCONFINED:
-            yield Violation(
-                "security_opt_disabled",
-                f"The security option {option!r} turns off confinement, which is never allowed.",
-                "security_opt",
-            )
+        if (problem := security_opt_problem(option)) is not None:
+            code, reason = problem
+            yield Violation(code, f"The security option {shown_option(option)} {reason}", "security_opt")
 
 
-def _split_option(option: str) -> tuple[str, str]:
-    # Docker accepts both "key=value" and the legacy "key:value".
-    match = re.fullmatch(r"\s*([A-Za-z-]+)\s*(?:[=:]\s*(.*?))?\s*", option, re.DOTALL)
-    if match is None:
-        return option.strip().lower(), ""
-    return match.group(1).lower(), (match.group(2) or "").lower()
+def security_opt_problem(option: str) -> tuple[str, str] | None:
+    """Return ``(code, reason)`` if the engine would weaken confinement for ``option``: the one rule.
+
+    Read as the engine reads it ("key=value", else the legacy "key:value"), and allowed only from a
+    short list: the engine's default seccomp profile (no ``seccomp`` option at all: this project
+    ships no profile of its own, and any other value is an inline profile that may allow every
+    call), AppArmor's ``docker-default``, an SELinux ``level:``, and ``no-new-privileges`` on.
+    """
+    separator = "=" if "=" in option else ":"
+    key, _, value = option.partition(separator)
+    if key == "no-new-privileges":
+        if value in ("", "true"):
+            return None
+        return "new_privileges_allowed", "would let setuid binaries raise privileges."
+    if key not in _SECURITY_OPT_KEYS:
+        return "security_opt_unknown", "is not one the policy knows to be safe."
+    if value.lower() in _UNCONFINED:
+        return "security_opt_disabled", "turns off confinement, which is never allowed."
+    if key == "apparmor" and value == "docker-default":
+        return None
+    if key == "label" and re.fullmatch(r"level:[A-Za-z0-9:,.-]+", value):
+        return None
+    allowed = {
+        "seccomp": "only the engine's default seccomp profile is allowed: leave seccomp unset",
+        "apparmor": "only the engine's 'docker-default' AppArmor profile is allowed",
+        "label": "only an SELinux 'level:' label is allowed; a type, user or role could be unconfined",
+        "systempaths": "the kernel's system paths stay masked",
+    }[key]
+    return "security_opt_not_allowed", f"replaces the engine's confinement; {allowed}."
+
+
+def shown_option(option: str) -> str:
+    """Return ``option`` for a message, shortened: an inline seccomp profile can be kilobytes of JSON."""
+    return repr(option) if len(option) <= 60 else f"{option[:40]!r}... ({len(option)} characters)"
 
 
 # Namespaces --------------------------------------------------------------------------------------
@@ -192,14 +224,14 @@ def check_network(_host: HostSpec | None, job: JobSpec, _limits: PolicyLimits) -
     names = [("network_mode", job.network_mode)] if job.network_mode is not None else []
     names += [("networks", attachment.name) for attachment in job.networks]
     for field, name in names:
-        lowered = name.strip().lower()
-        if lowered == "host":
+        shared = shared_namespace(name)
+        if shared == "host":
             yield Violation(
                 "host_network",
                 f"{field} {name!r} would share the host's network stack, which is never allowed.",
                 field,
             )
-        elif lowered.startswith("container:"):
+        elif shared == "container":
             yield Violation(
                 "shared_network_namespace",
                 f"{field} {name!r} would join another container's network namespace.",
@@ -220,19 +252,33 @@ def check_namespaces(_host: HostSpec | None, job: JobSpec, _limits: PolicyLimits
         if not value:
             continue
         field = f"{kind}_mode"
-        lowered = value.strip().lower()
-        if lowered == "host":
+        shared = shared_namespace(value)
+        if shared == "host":
             yield Violation(
                 f"host_{kind}", f"{field} {value!r} would share the host's {kind} namespace.", field
             )
-        elif lowered.startswith("container:"):
+        elif shared == "container":
             yield Violation(
                 f"shared_{kind}_namespace",
                 f"{field} {value!r} would join another container's {kind} namespace.",
                 field,
             )
-        elif lowered not in allowed:
+        elif value.strip().lower() not in allowed:
             yield Violation(f"{field}_invalid", f"{field} {value!r} is not a mode the policy allows.", field)
+
+
+def shared_namespace(mode: str) -> str | None:
+    """Return "host" or "container" if a namespace mode joins the host's or another container's one.
+
+    The one reading of a namespace mode, for the network, PID, IPC, UTS, user and cgroup namespaces
+    alike, whether a job, a host default or the engine request sets it.
+    """
+    lowered = mode.strip().lower()
+    if lowered == "host":
+        return "host"
+    if lowered.startswith("container:"):
+        return "container"
+    return None
 
 
 # Mounts ------------------------------------------------------------------------------------------
@@ -249,53 +295,92 @@ def is_within(path: str, directory: str) -> bool:
     return directory == "/" or path == directory or path.startswith(directory + "/")
 
 
-def _system_path(path: str) -> str | None:
-    """Return the system path ``path`` equals or lies under (case-insensitively, to be safe), if any."""
-    lowered = path.lower()
-    if lowered == "/":
-        return "/"
-    return next((system for system in SYSTEM_PATHS if is_within(lowered, system)), None)
-
-
 def check_mounts(_host: HostSpec | None, job: JobSpec, limits: PolicyLimits) -> Iterator[Violation]:
-    """Allow bind mounts only from designated safe directories, never of system paths or engine sockets."""
-    safe_dirs = tuple(normalise_path(directory) for directory in limits.safe_mount_dirs)
+    """Allow bind mounts only from designated safe directories, never of system paths or engine sockets.
+
+    Sources and safe directories are resolved (``realpath``) on the machine running the check, so a
+    symlink inside a safe directory is judged by what it points to. The worker runs this again right
+    before the launch, and the Docker plugin resolves the final request's bind sources once more.
+    """
+    safe_dirs = tuple(d for d in map(resolve_path, limits.safe_mount_dirs) if d is not None)
     for mount in job.mounts:
-        source = normalise_path(mount.source)
-        if source.lower().endswith(ENGINE_SOCKETS):
-            yield Violation(
-                "mount_engine_socket",
-                f"Mounting {mount.source!r} would hand the job control of the container engine and the host.",
-                "mounts",
-            )
-        elif (system := _system_path(source)) is not None:
-            yield Violation(
-                "mount_system_path",
-                f"Mount source {mount.source!r} is the system path {system!r} or inside it.",
-                "mounts",
-            )
-        if not any(is_within(source, safe) for safe in safe_dirs):
+        if (problem := bind_source_problem(mount.source)) is not None:
+            code, what = problem
+            yield Violation(code, f"Mount source {what}.", "mounts")
+        resolved = resolve_path(mount.source)
+        if resolved is None or not any(is_within(resolved, safe) for safe in safe_dirs):
             where = ", ".join(repr(d) for d in safe_dirs) or "none are configured"
+            shown = (
+                mount.source
+                if resolved in (None, normalise_path(mount.source))
+                else f"{mount.source} -> {resolved}"
+            )
             yield Violation(
                 "mount_outside_safe_dirs",
-                f"Mount source {mount.source!r} is not inside a designated safe directory ({where}); "
+                f"Mount source {shown!r} is not inside a designated safe directory ({where}); "
                 "only designated safe directories may be mounted.",
                 "mounts",
             )
-        yield from _check_target(mount.target)
+        if target_problem(mount.target):
+            yield Violation(
+                "mount_target_system_path",
+                f"Mount target {mount.target!r} would hide or reach into a system directory.",
+                "mounts",
+            )
 
 
-def _check_target(target: str) -> Iterator[Violation]:
-    """Refuse targets that would hide a system directory or reach into a kernel interface."""
-    path = normalise_path(target).lower()
-    shadows = [system for system in SYSTEM_PATHS if is_within(system, path)]
-    inside_kernel = any(is_within(path, kernel) for kernel in KERNEL_PATHS)
-    if shadows or inside_kernel:
-        yield Violation(
-            "mount_target_system_path",
-            f"Mount target {target!r} would hide or reach into a system directory.",
-            "mounts",
+def resolve_path(path: str) -> str | None:
+    """Return ``path`` normalised, with every symlink on this machine resolved; None if one cannot be read."""
+    try:
+        return normalise_path(os.path.realpath(normalise_path(path)))
+    except OSError:  # a link this process may not read (/proc/1/root): fail closed
+        return None
+
+
+def bind_source_problem(source: str) -> tuple[str, str] | None:
+    """Return ``(code, "'<source>' <what is wrong>")`` if binding host path ``source`` would expose the host.
+
+    Judged as written and as resolved on this machine (a symlink by what it points to); a link this
+    process cannot read is refused, since what it points to cannot be known.
+    """
+    lexical = normalise_path(source)
+    resolved = resolve_path(source)
+    if (problem := source_problem(lexical)) is not None:
+        return problem[0], f"{source!r} {problem[1]}"
+    if resolved is None:
+        return (
+            "mount_source_unresolvable",
+            f"{source!r} cannot be resolved here, so what it points to is unknown",
         )
+    if (problem := source_problem(resolved)) is not None:
+        return problem[0], f"{source!r} resolves to {resolved!r}, which {problem[1]}"
+    return None
+
+
+def source_problem(path: str) -> tuple[str, str] | None:
+    """Return ``(code, what)`` if binding the resolved host ``path`` would expose the host: the one rule.
+
+    A system path, anything inside one, or a parent of one (binding ``/var`` exposes
+    ``/var/run/docker.sock``), and every engine socket, wherever it lies.
+    """
+    lowered = path.lower()  # case-insensitively, to be safe on case-insensitive filesystems
+    if lowered.endswith(ENGINE_SOCKETS):
+        return "mount_engine_socket", "would hand the job control of the container engine and the host"
+    if lowered == "/":
+        return "mount_system_path", "is the system path '/', the host's whole filesystem"
+    for system in SYSTEM_PATHS:
+        if is_within(lowered, system):
+            return "mount_system_path", f"is the system path {system!r} or inside it"
+        if is_within(system, lowered):
+            return "mount_system_path", f"contains the system path {system!r}"
+    return None
+
+
+def target_problem(target: str) -> bool:
+    """Say whether a mount (bind or tmpfs) at ``target`` would hide a system directory or reach into a kernel one."""
+    path = normalise_path(target).lower()
+    shadows = any(is_within(system, path) for system in SYSTEM_PATHS)
+    return shadows or any(is_within(path, kernel) for kernel in KERNEL_PATHS)
 
 
 # Images and environment --------------------------------------------------------------------------
@@ -303,29 +388,45 @@ def _check_target(target: str) -> Iterator[Violation]:
 
 def check_image(host: HostSpec | None, job: JobSpec, limits: PolicyLimits) -> Iterator[Violation]:
     """Require a valid image reference from every configured registry allow-list."""
-    try:
-        reference = ImageReference.parse(job.image)
-    except InvalidImageReference as exc:
-        yield Violation("image_invalid", str(exc), "image")
-        return
     allow_lists: list[tuple[str, tuple[str, ...]]] = []
     if limits.allowed_registries is not None:
         allow_lists.append(("the policy limits", limits.allowed_registries))
-    if host is not None and (host_entries := _host_allow_list(host)) is not None:
+    if host is not None and (host_entries := host_allow_list(host.config)) is not None:
         allow_lists.append((f"host {host.name!r}", host_entries))
+    yield from image_violations(job.image, allow_lists)
+
+
+def image_violations(image: str, allow_lists: Iterable[tuple[str, tuple[str, ...]]]) -> Iterator[Violation]:
+    """Check ``image`` against each ``(source, entries)`` allow-list: the one image rule."""
+    try:
+        reference = ImageReference.parse(image)
+    except InvalidImageReference as exc:
+        yield Violation("image_invalid", str(exc), "image")
+        return
     for source, entries in allow_lists:
-        if not any(reference.matches_registry(entry) for entry in entries):
+        if could_be_image_id(image):
+            spelled = (
+                "" if image.lower().startswith("sha256:") else f" ({str(reference)!r} if you meant that)"
+            )
+            yield Violation(
+                "image_id_not_allowed",
+                f"Image {image!r} may be read by the engine as a local image ID, which the registries "
+                f"allowed by {source} cannot vouch for; name the image by its repository{spelled}, or "
+                "pin it as repository@sha256:<digest>.",
+                "image",
+            )
+        elif not any(reference.matches_registry(entry) for entry in entries):
             yield Violation(
                 "image_registry_not_allowed",
-                f"Image {job.image!r} comes from {reference.registry!r}, which is not in the registries "
+                f"Image {image!r} comes from {reference.registry!r}, which is not in the registries "
                 f"allowed by {source}: {list(entries)!r}.",
                 "image",
             )
 
 
-def _host_allow_list(host: HostSpec) -> tuple[str, ...] | None:
-    """Return the host's ``allowed_registries``; a malformed setting allows nothing rather than everything."""
-    value = host.config.get("allowed_registries")
+def host_allow_list(config: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """Return a host config's ``allowed_registries``; a malformed setting allows nothing rather than everything."""
+    value = config.get("allowed_registries")
     if value is None:
         return None
     if isinstance(value, str):
@@ -335,8 +436,9 @@ def _host_allow_list(host: HostSpec) -> tuple[str, ...] | None:
     return ()
 
 
-def check_env(_host: HostSpec | None, job: JobSpec, _limits: PolicyLimits) -> Iterator[Violation]:
-    """Require portable variable names and values without NUL bytes."""
+def check_env(_host: HostSpec | None, job: JobSpec, limits: PolicyLimits) -> Iterator[Violation]:
+    """Require portable variable names, values without NUL bytes, and sizes the kernel will exec."""
+    total = 0
     for name, value in job.env.items():
         if not _ENV_NAME.fullmatch(name):
             yield Violation(
@@ -346,6 +448,42 @@ def check_env(_host: HostSpec | None, job: JobSpec, _limits: PolicyLimits) -> It
             )
         if "\x00" in value:
             yield Violation("env_value_nul", f"Environment variable {name!r} contains a NUL byte.", "env")
+        # Sizes only, never the value: it may be a secret.
+        size = byte_length(name) + 1 + byte_length(value)
+        total += size
+        if size > limits.max_env_var_bytes:
+            yield Violation(
+                "env_var_too_large",
+                f"Environment variable {name[:64]!r} is {size} bytes as NAME=value, above the maximum of "
+                f"{limits.max_env_var_bytes} bytes per variable.",
+                "env",
+            )
+    if total > limits.max_env_bytes:
+        yield Violation(
+            "env_too_large",
+            f"The environment is {total} bytes in all ({len(job.env)} variables as NAME=value), above "
+            f"the maximum of {limits.max_env_bytes} bytes.",
+            "env",
+        )
+
+
+def check_command(_host: HostSpec | None, job: JobSpec, limits: PolicyLimits) -> Iterator[Violation]:
+    """Keep the command within ``max_command_bytes``, so the kernel can exec it."""
+    if job.command is None:
+        return
+    size = sum(byte_length(arg) for arg in job.command.args)
+    if size > limits.max_command_bytes:
+        yield Violation(
+            "command_too_large",
+            f"The command is {size} bytes, above the maximum of {limits.max_command_bytes} bytes; pass "
+            "large inputs through the network or the image instead.",
+            "command",
+        )
+
+
+def byte_length(text: str) -> int:
+    """Return the UTF-8 size of ``text`` as the kernel would count it."""
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 JOB_RULES: tuple[JobRule, ...] = (
@@ -359,6 +497,7 @@ JOB_RULES: tuple[JobRule, ...] = (
     check_mounts,
     check_image,
     check_env,
+    check_command,
 )
 
 

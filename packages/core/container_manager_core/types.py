@@ -329,10 +329,17 @@ class PolicyLimits:
 
     max_memory_mb: int = attrs.field(default=2048, validator=_bounded)
     max_cpu: float = attrs.field(default=2.0, validator=_bounded)
+    # Below 0.01 core an engine's CFS quota rounds to 0, which the kernel reads as "no limit".
+    min_cpu: float = attrs.field(default=0.01, validator=_bounded)
     max_timeout_seconds: int = attrs.field(default=3600, validator=_bounded)
     max_pids: int = attrs.field(default=1024, validator=_bounded)
     max_tmpfs_bytes: int = attrs.field(default=512 * 1024 * 1024, validator=_bounded)
     min_uid: int = attrs.field(default=1001, validator=_bounded)
+    # Linux refuses to exec with a single argument or NAME=value string of 128 KiB or more (E2BIG),
+    # and the job would fail without a word; these keep well under that.
+    max_env_var_bytes: int = attrs.field(default=64 * 1024, validator=_bounded)
+    max_env_bytes: int = attrs.field(default=256 * 1024, validator=_bounded)
+    max_command_bytes: int = attrs.field(default=64 * 1024, validator=_bounded)
     allowed_registries: tuple[str, ...] | None = attrs.field(
         default=None, converter=attrs.converters.optional(_str_tuple)
     )
