@@ -1,58 +1,59 @@
 """Re-check the final create request body against the safety rules just before it is sent.
 
 Docker accepts every dangerous request it is given, and the policy only saw the job spec. This module
-reads the engine JSON itself, so a translation bug or a caller that skipped the policy still cannot
-produce a privileged, unlimited or host-sharing container.
+reads the engine JSON itself, as the engine will read it (numbers as numbers, users as ids, paths
+resolved), so a translation bug or a caller that skipped the policy still cannot produce a
+privileged, unlimited or host-sharing container. The readings it shares with the policy (users,
+namespace modes, security options, mount paths) are the policy's own functions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from container_manager_core import policy
 from container_manager_core.errors import PolicyViolationError
-from container_manager_core.types import Violation
+from container_manager_core.identity import InvalidUser, parse_user
+from container_manager_core.types import HostSpec, NetworkAttachment, Violation
+from docker_executor import rules
 
-# The policy's system paths, plus engine state it does not list: a bind of any of these, or of a
-# parent of one (binding /var exposes /var/run/docker.sock), would hand the host to the job.
-SYSTEM_PATHS = (*policy.SYSTEM_PATHS, "/var/lib/containerd", "/run/containerd", "/lib32")
-_HOST_SHARING_KEYS = ("NetworkMode", "PidMode", "IpcMode", "UTSMode", "UsernsMode", "CgroupnsMode")
-_NAMESPACE_JOINING_KEYS = ("PidMode", "IpcMode")
-# Written "key=value" or "key:value" (the older form); compared after normalising to "=".
-_UNCONFINED = frozenset(
-    {"seccomp=unconfined", "apparmor=unconfined", "label=disable", "systempaths=unconfined"}
-)
-_NO_NEW_PRIVILEGES = frozenset({"no-new-privileges", "no-new-privileges=true"})
-_ROOT_USERS = frozenset({"", "0", "root"})
+_NAMESPACE_KEYS = ("NetworkMode", "PidMode", "IpcMode", "UTSMode", "UsernsMode", "CgroupnsMode")
+# The engine turns NanoCpus into a CFS quota of NanoCpus / 10^4 microseconds per 100 ms period. The
+# kernel's smallest quota is 1 ms, and a quota that rounds to 0 means none at all: unlimited CPU.
+MIN_NANO_CPUS = 10_000_000  # 0.01 CPU
+MIN_CFS_QUOTA_US = 1_000
+CFS_PERIOD_RANGE_US = (1_000, 1_000_000)
+DEFAULT_CFS_PERIOD_US = 100_000
 
 
-def check_create_payload(config: Mapping[str, Any]) -> None:
-    """Raise :class:`PolicyViolationError` listing everything dangerous in a create request body."""
-    violations = list(payload_violations(config))
+def check_create_payload(
+    config: Mapping[str, Any],
+    host: HostSpec | None = None,
+    extra_networks: Iterable[NetworkAttachment] = (),
+) -> None:
+    """Raise :class:`PolicyViolationError` listing everything dangerous in a create request body.
+
+    ``host`` adds its registry allow-list to the image check; ``extra_networks`` are the networks
+    the container joins before it starts.
+    """
+    violations = list(payload_violations(config, host, extra_networks))
     if violations:
         raise PolicyViolationError(violations)
 
 
-def payload_violations(config: Mapping[str, Any]) -> Iterator[Violation]:
+def payload_violations(
+    config: Mapping[str, Any],
+    host: HostSpec | None = None,
+    extra_networks: Iterable[NetworkAttachment] = (),
+) -> Iterator[Violation]:
     """Yield one violation per dangerous setting in the engine's create body."""
     hc: Mapping[str, Any] = config.get("HostConfig") or {}
     if hc.get("Privileged"):
         yield _v("privileged", "The container would be privileged.", "Privileged")
-    for key in _HOST_SHARING_KEYS:
-        mode = str(hc.get(key) or "")
-        if mode == "host":
-            yield _v(
-                "host-namespace", f"The container would share the host's namespace via {key}={mode!r}.", key
-            )
-        elif key in _NAMESPACE_JOINING_KEYS and mode.startswith("container:"):
-            yield _v(
-                "shared-namespace",
-                f"The container would join another container's namespace via {key}={mode!r}.",
-                key,
-            )
+    yield from _namespace_violations(config, hc, extra_networks)
     yield from _mount_violations(hc)
-    yield from _user_violations(config.get("User"))
+    yield from _user_violations(config.get("User"), hc.get("GroupAdd"))
     if hc.get("CapAdd"):
         yield _v("cap-add", f"The container would gain capabilities {list(hc['CapAdd'])!r}.", "CapAdd")
     if "ALL" not in (hc.get("CapDrop") or []):
@@ -63,9 +64,20 @@ def payload_violations(config: Mapping[str, Any]) -> Iterator[Violation]:
         )
     yield from _security_opt_violations(hc.get("SecurityOpt") or [])
     yield from _limit_violations(hc)
+    if hc.get("Init") is not True:
+        yield _v(
+            "no-init",
+            f"The container would run without docker-init as PID 1 (Init={hc.get('Init')!r}).",
+            "Init",
+        )
     for key in ("Devices", "DeviceRequests", "DeviceCgroupRules"):
         if hc.get(key):
             yield _v("devices", f"The container would get host devices via {key}={hc[key]!r}.", key)
+    if host is not None and (entries := policy.host_allow_list(host.config)) is not None:
+        for problem in policy.image_violations(
+            str(config.get("Image") or ""), [(f"host {host.name!r}", entries)]
+        ):
+            yield _v("image", problem.message, "Image")
     # A writable root is not checked here: it breaks no isolation, and the policy may allow it
     # (PolicyLimits.allow_writable_root), which this plugin cannot see.
 
@@ -74,25 +86,45 @@ def _v(code: str, message: str, field: str) -> Violation:
     return Violation(code=f"payload.{code}", message=message, field=field)
 
 
-def _is_dangerous_source(source: str) -> bool:
-    if not source.startswith("/"):
-        return False  # a named volume, not a host path
-    path = policy.normalise_path(source).lower()
-    if path == "/" or path.endswith(policy.ENGINE_SOCKETS):
-        return True
-    return any(policy.is_within(path, system) or policy.is_within(system, path) for system in SYSTEM_PATHS)
+def _namespace_violations(
+    config: Mapping[str, Any], hc: Mapping[str, Any], extra_networks: Iterable[NetworkAttachment]
+) -> Iterator[Violation]:
+    settings: list[tuple[str, object]] = [(key, hc.get(key)) for key in _NAMESPACE_KEYS]
+    endpoints = (config.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+    settings += [("EndpointsConfig", name) for name in endpoints]
+    settings += [("the network joined before start", network.name) for network in extra_networks]
+    for key, mode in settings:
+        problem = rules.namespace_problem(key if key != "EndpointsConfig" else "The network", mode)
+        if problem is not None:
+            kind, message = problem
+            yield _v("host-namespace" if kind == "host" else "shared-namespace", message, key)
 
 
 def _mount_violations(hc: Mapping[str, Any]) -> Iterator[Violation]:
     sources: list[tuple[str, str]] = []
+    targets: list[tuple[str, str]] = [(str(path), "Tmpfs") for path in hc.get("Tmpfs") or {}]
     for bind in hc.get("Binds") or []:
-        sources.append((str(bind).split(":", 1)[0], "Binds"))
+        source, _, rest = str(bind).partition(":")
+        sources.append((source, "Binds"))
+        targets.append((rest.partition(":")[0], "Binds"))
     for mount in hc.get("Mounts") or []:
-        if mount.get("Type", "volume") == "bind":
+        kind = mount.get("Type", "volume")
+        if kind == "bind":
             sources.append((str(mount.get("Source") or ""), "Mounts"))
+        targets.append((str(mount.get("Target") or ""), "Mounts"))
     for source, key in sources:
-        if _is_dangerous_source(source):
-            yield _v("system-mount", f"The container would mount the host path {source!r}.", key)
+        if not source.startswith("/"):
+            continue  # a named volume, not a host path
+        # Resolved on this machine, right before the create: a symlink is judged by what it points to.
+        if (problem := policy.bind_source_problem(source)) is not None:
+            yield _v("system-mount", f"The container would mount the host path {problem[1]}.", key)
+    for target, key in targets:
+        if target and policy.target_problem(target):
+            yield _v(
+                "mount-target",
+                f"The container would mount over {target!r}, hiding or reaching into a system directory.",
+                key,
+            )
     if hc.get("VolumesFrom"):
         yield _v(
             "volumes-from",
@@ -101,41 +133,74 @@ def _mount_violations(hc: Mapping[str, Any]) -> Iterator[Violation]:
         )
 
 
-def _user_violations(user: Any) -> Iterator[Violation]:
-    name = str(user or "").strip()
-    uid = name.split(":", 1)[0]
-    if uid in _ROOT_USERS:
+def _user_violations(user: Any, group_add: Any) -> Iterator[Violation]:
+    try:
+        parsed = parse_user(user)
+    except InvalidUser:
         yield _v(
-            "root-user", f"The container would run as root (User={user!r}); set a non-root uid:gid.", "User"
+            "root-user",
+            f"The container would run as User={user!r}, which the engine resolves inside the image "
+            "(possibly as root); set a numeric non-root 'UID:GID'.",
+            "User",
+        )
+        return
+    if parsed.uid == 0:
+        yield _v("root-user", f"The container would run as root (User={user!r} is UID 0).", "User")
+    if parsed.gid is None:
+        yield _v(
+            "root-group",
+            f"User={user!r} names no group, so the engine would run the container in the image's "
+            "group for that user, GID 0 by default; the group must be explicit.",
+            "User",
+        )
+    elif parsed.gid == 0:
+        yield _v("root-group", f"The container would run in the root group (User={user!r} is GID 0).", "User")
+    if group_add:
+        yield _v(
+            "group-add",
+            f"The container would get supplementary groups GroupAdd={list(group_add)!r}.",
+            "GroupAdd",
         )
 
 
-def _normalise_option(option: str) -> str:
-    key, sep, value = option.strip().replace(":", "=", 1).partition("=")
-    return f"{key.strip().lower()}{sep}{value.strip().lower()}"
-
-
 def _security_opt_violations(options: list[str]) -> Iterator[Violation]:
-    normalised = [_normalise_option(o) for o in options]
-    for option, norm in zip(options, normalised, strict=True):
-        if norm in _UNCONFINED:
-            yield _v("unconfined", f"The container would run with {option!r}.", "SecurityOpt")
-    if not _NO_NEW_PRIVILEGES.intersection(normalised):
+    no_new_privileges = False
+    for option in options:
+        problem = policy.security_opt_problem(option)
+        if problem is None:
+            no_new_privileges = no_new_privileges or option.startswith("no-new-privileges")
+            continue
+        code, reason = problem
+        kind = {"security_opt_disabled": "unconfined", "new_privileges_allowed": "new-privileges"}.get(
+            code, "security-opt"
+        )
+        yield _v(
+            kind, f"The container would run with {policy.shown_option(option)}, which {reason}", "SecurityOpt"
+        )
+    if not no_new_privileges:
         yield _v(
             "new-privileges", "The container could gain privileges through setuid binaries.", "SecurityOpt"
         )
 
 
+def _number(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _limit_violations(hc: Mapping[str, Any]) -> Iterator[Violation]:
-    pids = hc.get("PidsLimit")
-    if not isinstance(pids, int) or pids <= 0:
+    pids = _number(hc.get("PidsLimit"))
+    if pids is None or pids <= 0:
         yield _v(
-            "no-pids-limit", f"The container would have no process limit (PidsLimit={pids!r}).", "PidsLimit"
+            "no-pids-limit",
+            f"The container would have no process limit (PidsLimit={hc.get('PidsLimit')!r}).",
+            "PidsLimit",
         )
-    memory = hc.get("Memory")
-    if not isinstance(memory, int) or memory <= 0:
+    memory = _number(hc.get("Memory"))
+    if memory is None or memory <= 0:
         yield _v(
-            "no-memory-limit", f"The container would have no memory limit (Memory={memory!r}).", "Memory"
+            "no-memory-limit",
+            f"The container would have no memory limit (Memory={hc.get('Memory')!r}).",
+            "Memory",
         )
     elif hc.get("MemorySwap") != memory:
         yield _v(
@@ -143,16 +208,42 @@ def _limit_violations(hc: Mapping[str, Any]) -> Iterator[Violation]:
             f"The container could swap beyond its memory limit (MemorySwap={hc.get('MemorySwap')!r}).",
             "MemorySwap",
         )
-    cpus = hc.get("NanoCpus") or hc.get("CpuQuota")
-    if not isinstance(cpus, int) or cpus <= 0:
-        yield _v("no-cpu-limit", "The container would have no CPU limit.", "NanoCpus")
+    if (cpu := _cpu_problem(hc)) is not None:
+        yield _v("no-cpu-limit", f"The container would have no CPU limit: {cpu}", "NanoCpus")
     if hc.get("OomKillDisable"):
         yield _v("oom-kill-disabled", "The container's OOM killer would be disabled.", "OomKillDisable")
     log = hc.get("LogConfig") or {}
+    options = log.get("Config") or {}
     # No driver means the engine's default, which is usually an unbounded json-file.
-    if log.get("Type") in (None, "", "json-file") and not (log.get("Config") or {}).get("max-size"):
+    if log.get("Type") != "json-file":
+        reason: str | None = f"the log driver is {log.get('Type')!r}, not a bounded 'json-file'."
+    else:
+        reason = rules.log_problem(options.get("max-size"), options.get("max-file"))
+    if reason is not None:
         yield _v(
             "unbounded-logs",
-            "The engine's log files for the container would grow without bound.",
+            f"The engine's log files for the container could grow without bound: {reason}",
             "LogConfig",
         )
+
+
+def _cpu_problem(hc: Mapping[str, Any]) -> str | None:
+    """Say why the engine would give the container no CPU quota, reading the numbers as it does."""
+    nano, quota, period = (hc.get(key) for key in ("NanoCpus", "CpuQuota", "CpuPeriod"))
+    if nano not in (None, 0):
+        count = _number(nano)
+        if count is None or count < MIN_NANO_CPUS:
+            return (
+                f"NanoCpus={nano!r} is below {MIN_NANO_CPUS} (0.01 CPU), so the engine's CFS quota would "
+                "round to none."
+            )
+        return None
+    if quota in (None, 0):
+        return "neither NanoCpus nor CpuQuota is set."
+    us, period_us = _number(quota), _number(period) if period not in (None, 0) else DEFAULT_CFS_PERIOD_US
+    if us is None or us < MIN_CFS_QUOTA_US:
+        return f"CpuQuota={quota!r} is below the kernel's minimum quota of {MIN_CFS_QUOTA_US} microseconds."
+    low, high = CFS_PERIOD_RANGE_US
+    if period_us is None or not low <= period_us <= high:
+        return f"CpuPeriod={period!r} is outside the kernel's range of {low} to {high} microseconds."
+    return None

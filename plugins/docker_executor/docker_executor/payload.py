@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import attrs
 import docker.types
 
 from container_manager_core.errors import LaunchFailed
+from container_manager_core.identity import InvalidUser, parse_user
 from container_manager_core.types import HostSpec, JobSpec, NetworkAttachment, TmpfsMount
 from docker_executor.naming import container_labels, container_name
+from docker_executor.rules import DEFAULT_LOG_MAX_FILE, DEFAULT_LOG_MAX_SIZE, InvalidSize, parse_size
 
 DEFAULT_NETWORK = "bridge"
-DEFAULT_LOG_MAX_SIZE = "10m"
-DEFAULT_LOG_MAX_FILE = 5
 # tmpfs is the only writable place under the read-only root: no binaries, no setuid, no devices.
 TMPFS_FLAGS = "noexec,nosuid,nodev"
 NO_NEW_PRIVILEGES = "no-new-privileges=true"  # the ":" form is deprecated and logs a warning
@@ -56,6 +57,9 @@ def log_config(host: HostSpec) -> docker.types.LogConfig:
     """Return a json-file log driver bounded by size and file count, so a chatty job cannot fill the disk."""
     max_size = str(host.config.get("log_max_size", DEFAULT_LOG_MAX_SIZE))
     max_file = str(host.config.get("log_max_file", DEFAULT_LOG_MAX_FILE))
+    # In bytes, which every engine version reads alike ("10m" is 10^7 bytes to some, 2^20 x 10 to others).
+    with contextlib.suppress(InvalidSize):
+        max_size = str(parse_size(max_size))
     return docker.types.LogConfig(type="json-file", config={"max-size": max_size, "max-file": max_file})
 
 
@@ -83,7 +87,7 @@ def host_config(host: HostSpec, job: JobSpec, api_version: str) -> docker.types.
         mem_limit=memory,
         # Equal to the memory limit: swap would let a job exceed its limit and thrash the host.
         memswap_limit=memory,
-        nano_cpus=None if job.cpu_limit is None else int(job.cpu_limit * 1e9),
+        nano_cpus=None if job.cpu_limit is None else round(job.cpu_limit * 1e9),
         privileged=job.privileged,
         network_mode=network_mode(host, job),
         pid_mode=job.pid_mode,
@@ -97,13 +101,25 @@ def host_config(host: HostSpec, job: JobSpec, api_version: str) -> docker.types.
     )
 
 
+def engine_user(user: str | None) -> str:
+    """Return the user as the engine should get it: ``UID:GID``, the group explicit even when the job gave none.
+
+    Without a group the engine would take the image's group for that UID, GID 0 unless the image
+    says otherwise. Text that is not a numeric user is passed on as it is, for the guard to refuse.
+    """
+    try:
+        return parse_user(user).engine_user()
+    except InvalidUser:
+        return user or ""
+
+
 def build_create_payload(host: HostSpec, job: JobSpec, api_version: str) -> CreatePayload:
     """Return the complete create request for ``job`` on ``host``."""
     config = docker.types.ContainerConfig(
         api_version,
         job.image,
         job.command.argv if job.command is not None else [],
-        user=job.user or "",
+        user=engine_user(job.user),
         environment=dict(job.env),
         working_dir=job.working_dir,
         labels=container_labels(host, job),

@@ -14,6 +14,7 @@ import docker
 import docker.errors
 
 from container_manager_core.errors import ExecutionNotFound, ImagePullFailed, LaunchFailed
+from container_manager_core.hookspecs import hookimpl
 from container_manager_core.plugins import ExecutorPlugin
 from container_manager_core.types import (
     Execution,
@@ -24,6 +25,7 @@ from container_manager_core.types import (
     HostSpec,
     JobSpec,
     ResourceUsage,
+    Violation,
 )
 from docker_executor.connection import (
     DEFAULT_HEALTH_TIMEOUT,
@@ -45,6 +47,7 @@ from docker_executor.networks import join_networks, require_networks
 from docker_executor.oom import oom_event_seen, oom_killed
 from docker_executor.payload import CreatePayload, build_create_payload
 from docker_executor.records import Recent
+from docker_executor.rules import host_config_violations
 from docker_executor.state import execution_state, never_started, parse_engine_time
 from docker_executor.usage import SampleCache, cgroup_sample, stats_sample
 from docker_executor.waiting import wait_for_exit_events
@@ -110,6 +113,18 @@ class DockerExecutor(ExecutorPlugin):
                 self._monitors[key] = monitor
             return monitor
 
+    # Policy --------------------------------------------------------------------------------------
+
+    @hookimpl
+    def validate_host(self, host: HostSpec) -> list[Violation]:
+        """Refuse host defaults that would weaken every job's container (networks, logs, init)."""
+        return list(host_config_violations(host.config)) if self._mine(host) else []
+
+    @hookimpl
+    def validate_job(self, host: HostSpec | None, job: JobSpec) -> list[Violation]:
+        """Refuse a job whose host's defaults are unsafe, even if the host row was changed behind clean()."""
+        return self.validate_host(host) if host is not None else []
+
     # Launch --------------------------------------------------------------------------------------
 
     def launch(self, host: HostSpec, job: JobSpec) -> Execution:
@@ -164,7 +179,7 @@ class DockerExecutor(ExecutorPlugin):
         self, api: docker.APIClient, host: HostSpec, job: JobSpec, payload: CreatePayload
     ) -> Execution | None:
         # The one and only place a container is created: the body sent is the body checked.
-        check_create_payload(payload.config)
+        check_create_payload(payload.config, host, payload.extra_networks)
         try:
             created = api.create_container_from_config(payload.config, name=payload.name)  # type: ignore[no-untyped-call]  # untyped in docker-stubs
         except docker.errors.ImageNotFound as exc:
