@@ -6,7 +6,6 @@ import functools
 import hashlib
 import math
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -16,10 +15,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from container_manager_core.types import OWNER_PATTERN, PolicyLimits
+from container_manager_core.policy import check_user
+from container_manager_core.types import OWNER_PATTERN, JobSpec, PolicyLimits
 
 MIB = 1024 * 1024
-_USER = re.compile(r"^(\d+)(?::(\d+))?$")
 
 # Settings that must be positive numbers, and whether a float is acceptable.
 _POSITIVE_INTS = (
@@ -28,6 +27,9 @@ _POSITIVE_INTS = (
     "MAX_PIDS",
     "MAX_TMPFS_MB",
     "MIN_UID",
+    "MAX_ENV_VAR_BYTES",
+    "MAX_ENV_BYTES",
+    "MAX_COMMAND_BYTES",
     "DEFAULT_MEMORY_LIMIT_MB",
     "DEFAULT_TIMEOUT_SECONDS",
     "DEFAULT_PIDS_LIMIT",
@@ -37,6 +39,7 @@ _POSITIVE_INTS = (
 )
 _POSITIVE_NUMBERS = (
     "MAX_CPU",
+    "MIN_CPU",
     "DEFAULT_CPU_LIMIT",
     "POLL_INTERVAL",
     "HEALTH_CHECK_INTERVAL",
@@ -49,9 +52,17 @@ _POSITIVE_NUMBERS = (
 _DEFAULT_WITHIN_MAX = (
     ("DEFAULT_MEMORY_LIMIT_MB", "MAX_MEMORY_MB"),
     ("DEFAULT_CPU_LIMIT", "MAX_CPU"),
+    ("MIN_CPU", "DEFAULT_CPU_LIMIT"),
     ("DEFAULT_TIMEOUT_SECONDS", "MAX_TIMEOUT_SECONDS"),
     ("DEFAULT_PIDS_LIMIT", "MAX_PIDS"),
     ("RETRY_BACKOFF_BASE_SECONDS", "RETRY_BACKOFF_MAX_SECONDS"),
+)
+# Linux refuses to exec a single argument or NAME=value string of 128 KiB or more (MAX_ARG_STRLEN),
+# and all of them together beyond a few MiB (ARG_MAX): a larger maximum would let E2BIG through.
+_KERNEL_CEILINGS = (
+    ("MAX_ENV_VAR_BYTES", 128 * 1024 - 1),
+    ("MAX_COMMAND_BYTES", 128 * 1024 - 1),
+    ("MAX_ENV_BYTES", MIB),
 )
 
 
@@ -62,10 +73,18 @@ class AppSettings:
     # Policy maxima (container_manager_core.types.PolicyLimits).
     MAX_MEMORY_MB: int = 2048
     MAX_CPU: float = 2.0
+    # The smallest CPU limit: below 0.01 an engine rounds the CPU quota to none, which is unlimited.
+    MIN_CPU: float = 0.01
     MAX_TIMEOUT_SECONDS: int = 3600
     MAX_PIDS: int = 1024
     MAX_TMPFS_MB: int = 512
     MIN_UID: int = 1001
+    # Size limits in bytes (UTF-8): one NAME=value, the whole environment, the command's arguments.
+    MAX_ENV_VAR_BYTES: int = 64 * 1024
+    MAX_ENV_BYTES: int = 256 * 1024
+    MAX_COMMAND_BYTES: int = 64 * 1024
+    # The most re-runs a job may ask for (create_job's max_retries).
+    MAX_RETRIES: int = 10
     ALLOWED_REGISTRIES: tuple[str, ...] | None = None
     SAFE_MOUNT_DIRS: tuple[str, ...] = ()
     # Only for images that cannot run with a read-only root filesystem; the policy refuses it otherwise.
@@ -112,6 +131,17 @@ class AppSettings:
                     f"CONTAINER_MANAGER[{maximum!r}] = {getattr(self, maximum)!r}; every job using the "
                     "default would be rejected."
                 )
+        for name, ceiling in _KERNEL_CEILINGS:
+            if getattr(self, name) > ceiling:
+                raise ImproperlyConfigured(
+                    f"CONTAINER_MANAGER[{name!r}] is {getattr(self, name)!r}, above {ceiling!r} bytes: the "
+                    "kernel would refuse to start such a job (E2BIG), and it would fail without a message."
+                )
+        retries: object = self.MAX_RETRIES
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ImproperlyConfigured(
+                f"CONTAINER_MANAGER['MAX_RETRIES'] must be a whole number of at least 0, got {retries!r}."
+            )
         for name in ("CLEANUP_AFTER_HARVEST", "ALLOW_WRITABLE_ROOT"):
             if not isinstance(getattr(self, name), bool):
                 raise ImproperlyConfigured(
@@ -142,12 +172,12 @@ class AppSettings:
             )
 
     def _check_user(self) -> None:
-        user: object = self.DEFAULT_USER  # whatever the settings dict held
-        match = _USER.match(user) if isinstance(user, str) else None
-        if match is None or int(match.group(1)) < self.MIN_UID:
+        # The policy's own rule, so the default can never be a user the policy would refuse.
+        spec = JobSpec(job_id="DEFAULT_USER", image="DEFAULT_USER", user=self.DEFAULT_USER)
+        if problems := list(check_user(None, spec, PolicyLimits(min_uid=self.MIN_UID))):
             raise ImproperlyConfigured(
-                f"CONTAINER_MANAGER['DEFAULT_USER'] must be a numeric 'UID' or 'UID:GID' with UID >= "
-                f"MIN_UID ({self.MIN_UID!r}), got {self.DEFAULT_USER!r}."
+                f"CONTAINER_MANAGER['DEFAULT_USER'] is {self.DEFAULT_USER!r}, which the policy refuses: "
+                + " ".join(p.message for p in problems)
             )
 
     def manager_id(self) -> str:
@@ -162,10 +192,14 @@ class AppSettings:
             return PolicyLimits(
                 max_memory_mb=self.MAX_MEMORY_MB,
                 max_cpu=self.MAX_CPU,
+                min_cpu=self.MIN_CPU,
                 max_timeout_seconds=self.MAX_TIMEOUT_SECONDS,
                 max_pids=self.MAX_PIDS,
                 max_tmpfs_bytes=self.MAX_TMPFS_MB * MIB,
                 min_uid=self.MIN_UID,
+                max_env_var_bytes=self.MAX_ENV_VAR_BYTES,
+                max_env_bytes=self.MAX_ENV_BYTES,
+                max_command_bytes=self.MAX_COMMAND_BYTES,
                 allowed_registries=self.ALLOWED_REGISTRIES,
                 safe_mount_dirs=self.SAFE_MOUNT_DIRS,
                 allow_writable_root=self.ALLOW_WRITABLE_ROOT,

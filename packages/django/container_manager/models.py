@@ -48,6 +48,7 @@ from container_manager_core.types import (
 
 if TYPE_CHECKING:
     from container_manager.conf import AppSettings
+    from container_manager_core.plugins import PluginManager
 
 logger = logging.getLogger("container_manager.models")
 
@@ -66,6 +67,11 @@ _SPEC_TO_MODEL_FIELD = {
     "image": "docker_image",
     "working_dir": "working_directory",
     "networks": "network_configuration",
+    "env": "environment_overrides",
+    "command": "command",
+    "max_retries": "max_retries",
+    # The job's host has unsafe defaults (a Docker host's default_network, logs, init).
+    "executor_config": "docker_host",
 }
 
 
@@ -157,7 +163,12 @@ class ExecutorHost(models.Model):
         violations = get_plugin_manager().validate_host(spec)
         if violations:
             log_host_rejection(spec, violations, source="validation")
-            raise ValidationError(_violation_errors(violations, {"connection_string": "connection_string"}))
+            raise ValidationError(
+                _violation_errors(
+                    violations,
+                    {"connection_string": "connection_string", "executor_config": "executor_config"},
+                )
+            )
 
     def to_spec(self) -> HostSpec:
         """Return the plugin-facing view of this host."""
@@ -425,10 +436,25 @@ class ContainerJob(models.Model):
                 f"The job cannot be expressed as a container spec: {exc}", code="invalid_spec"
             ) from exc
         host = self.docker_host.to_spec() if self.docker_host is not None else None
-        violations = get_plugin_manager().validate_job(host, spec, settings.policy_limits())
+        violations = self.launch_violations(spec, host, settings)
         if violations:
             log_policy_rejection(spec, violations, host=host, source=source)
             raise ValidationError(_violation_errors(violations, _SPEC_TO_MODEL_FIELD))
+
+    def launch_violations(
+        self,
+        spec: JobSpec,
+        host: HostSpec | None,
+        settings: AppSettings,
+        manager: PluginManager | None = None,
+    ) -> list[Violation]:
+        """Return every rule the job breaks: the installed plugins' policy, and the app's own (retries).
+
+        ``clean()`` and ``create_job`` call it, and the worker again before each launch, with the
+        settings in force then, so a row changed behind ``create_job``'s back is refused too.
+        """
+        violations = (manager or get_plugin_manager()).validate_job(host, spec, settings.policy_limits())
+        return [*violations, *validation.retry_violations(self.max_retries, settings.MAX_RETRIES)]
 
     # The one way to change status ------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ValidationError
 
 from container_manager.exceptions import HostUnavailable
-from container_manager_core.types import CommandForm
+from container_manager_core.types import CommandForm, Violation
 
 if TYPE_CHECKING:
     from container_manager.models import ExecutorHost
@@ -84,6 +84,20 @@ def environment_errors(value: object) -> list[str]:
                 f"Environment variable {key!r} must have a string value, got {type(item).__name__}."
             )
     return errors
+
+
+def retry_violations(max_retries: object, maximum: int) -> list[Violation]:
+    """Return the violation of a ``max_retries`` above ``maximum`` (``CONTAINER_MANAGER['MAX_RETRIES']``)."""
+    if isinstance(max_retries, int) and max_retries > maximum:
+        return [
+            Violation(
+                "max_retries_too_high",
+                f"max_retries is {max_retries!r}, above the maximum of {maximum!r} re-runs "
+                "(CONTAINER_MANAGER['MAX_RETRIES']).",
+                "max_retries",
+            )
+        ]
+    return []
 
 
 def network_errors(value: object) -> list[str]:

@@ -60,7 +60,10 @@ def test_inspect_shows_every_hardening_setting(hardened: tuple[dict[str, object]
     assert hc["PidMode"] == "" and hc["UsernsMode"] == "" and hc["IpcMode"] in ("private", "shareable")
     assert not hc["Devices"] and not hc["Binds"]
     assert hc["Tmpfs"] == {"/tmp": "size=8388608,mode=1777,noexec,nosuid,nodev"}
-    assert hc["LogConfig"] == {"Type": "json-file", "Config": {"max-file": "5", "max-size": "10m"}}
+    assert hc["LogConfig"] == {
+        "Type": "json-file",
+        "Config": {"max-file": "5", "max-size": "10485760"},
+    }  # 10m, in bytes
     assert hc["RestartPolicy"]["Name"] == "no"
     assert config["User"] == "1001:1001"
     assert config["WorkingDir"] == "/tmp"

@@ -38,7 +38,7 @@ def test_fifty_megabyte_flood_is_capped_head_and_tail(
     execution = executor.launch(host, make_job(script))
     wait_exited(executor, host, execution.execution_id, timeout=60)
     log_config = docker_client.api.inspect_container(execution.execution_id)["HostConfig"]["LogConfig"]
-    assert log_config["Config"] == {"max-size": "30m", "max-file": "3"}
+    assert log_config["Config"] == {"max-size": str(30 * 1024**2), "max-file": "3"}  # 30m, in bytes
 
     tracemalloc.start()
     started = time.monotonic()

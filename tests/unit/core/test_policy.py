@@ -10,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from container_manager_core.errors import PolicyViolationError
+from container_manager_core.identity import MAX_ID
 from container_manager_core.plugins import PluginManager
-from container_manager_core.policy import MAX_ID, is_within, normalise_path
+from container_manager_core.policy import is_within, normalise_path
 from container_manager_core.types import (
     HostSpec,
     JobSpec,
@@ -93,7 +94,7 @@ safe_jobs = st.builds(
             [
                 "no-new-privileges",
                 "no-new-privileges:true",
-                "seccomp=/etc/profile.json",
+                "label=level:s0:c100,c200",
                 "apparmor=docker-default",
             ]
         ),
@@ -266,13 +267,14 @@ def test_all_violations_are_collected_not_just_the_first() -> None:
     assert codes(PM.validate_job(None, job, LIMITS)) == [
         "memory_limit_missing",
         "user_uid_too_low",
+        "user_gid_root",  # a UID alone runs in the group of the same number: 0
         "privileged",
         "capabilities_added",
         "host_network",
     ]
     with pytest.raises(PolicyViolationError) as info:
         PM.enforce(None, job, LIMITS)
-    assert len(info.value.violations) == 5
+    assert len(info.value.violations) == 6
     assert "[host_network]" in str(info.value)
 
 

@@ -1,22 +1,23 @@
 """Pure tests of the create-payload translation and of the re-check that guards every create.
 
-No engine is contacted: the payload is built from plain values with docker-py's own config types.
+No engine is contacted: the payload is built from plain values with docker-py's own config types,
+so these run in the unit suite, wherever the engine is missing.
 """
 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
-from docker_executor.guard import check_create_payload, payload_violations
+from docker_executor.guard import MIN_NANO_CPUS, check_create_payload, payload_violations
 from docker_executor.naming import container_name
 from docker_executor.payload import build_create_payload
+from docker_executor.plugin import plugin
 
 from container_manager_core.errors import LaunchFailed, PolicyViolationError
 from container_manager_core.types import Command, HostSpec, JobSpec, Mount, NetworkAttachment, TmpfsMount
-
-pytestmark = pytest.mark.docker
 
 API = "1.41"
 HOST = HostSpec(
@@ -70,7 +71,7 @@ def test_hardened_payload_carries_every_setting() -> None:
     assert hc["NanoCpus"] == 500_000_000
     assert not hc.get("Privileged")  # docker-py omits the key when false: the engine default
     assert hc["NetworkMode"] == "none"
-    assert hc["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "5m", "max-file": "2"}}
+    assert hc["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "5242880", "max-file": "2"}}
     assert hc["RestartPolicy"] == {"Name": "no"}
     for absent in ("PidMode", "IpcMode", "UsernsMode", "Devices", "Binds", "Mounts"):
         assert not hc.get(absent), absent
@@ -162,6 +163,17 @@ DANGEROUS: dict[str, tuple[Any, str]] = {
     "host userns": (_set("HostConfig.UsernsMode", "host"), "payload.host-namespace"),
     "host uts": (_set("HostConfig.UTSMode", "host"), "payload.host-namespace"),
     "other container's pid": (_set("HostConfig.PidMode", "container:abc"), "payload.shared-namespace"),
+    "other container's network": (
+        _set("HostConfig.NetworkMode", "container:victim"),
+        "payload.shared-namespace",
+    ),
+    "other container's uts": (_set("HostConfig.UTSMode", "container:abc"), "payload.shared-namespace"),
+    "host cgroup namespace": (_set("HostConfig.CgroupnsMode", "host"), "payload.host-namespace"),
+    "host network, spelled loudly": (_set("HostConfig.NetworkMode", " HOST "), "payload.host-namespace"),
+    "host network as an endpoint": (
+        _set("NetworkingConfig", {"EndpointsConfig": {"host": {}}}),
+        "payload.host-namespace",
+    ),
     "docker socket bind": (
         _set("HostConfig.Binds", ["/var/run/docker.sock:/var/run/docker.sock"]),
         "payload.system-mount",
@@ -175,7 +187,13 @@ DANGEROUS: dict[str, tuple[Any, str]] = {
     ),
     "empty user": (_set("User", ""), "payload.root-user"),
     "uid 0": (_set("User", "0:1001"), "payload.root-user"),
+    "uid 0 with leading zeros": (_set("User", "0000:0000"), "payload.root-user"),
+    "uid 00": (_set("User", "00"), "payload.root-user"),
     "root by name": (_set("User", "root"), "payload.root-user"),
+    "a name the image resolves": (_set("User", "nobody"), "payload.root-user"),
+    "uid without a group": (_set("User", "1001"), "payload.root-group"),
+    "gid 0": (_set("User", "1001:00"), "payload.root-group"),
+    "supplementary root group": (_set("HostConfig.GroupAdd", ["0"]), "payload.group-add"),
     "cap add": (_set("HostConfig.CapAdd", ["SYS_ADMIN"]), "payload.cap-add"),
     "capabilities kept": (_set("HostConfig.CapDrop", []), "payload.cap-drop"),
     "seccomp unconfined": (
@@ -185,6 +203,21 @@ DANGEROUS: dict[str, tuple[Any, str]] = {
     "seccomp unconfined, old syntax": (
         _set("HostConfig.SecurityOpt", ["no-new-privileges", "seccomp:unconfined"]),
         "payload.unconfined",
+    ),
+    "inline seccomp profile": (
+        _set(
+            "HostConfig.SecurityOpt",
+            ["no-new-privileges=true", 'seccomp={"defaultAction":"SCMP_ACT_ALLOW","syscalls":[]}'],
+        ),
+        "payload.security-opt",
+    ),
+    "another apparmor profile": (
+        _set("HostConfig.SecurityOpt", ["no-new-privileges=true", "apparmor=lenient"]),
+        "payload.security-opt",
+    ),
+    "selinux type": (
+        _set("HostConfig.SecurityOpt", ["no-new-privileges=true", "label=type:container_runtime_t"]),
+        "payload.security-opt",
     ),
     "apparmor unconfined": (
         _set("HostConfig.SecurityOpt", ["no-new-privileges:true", "apparmor=unconfined"]),
@@ -196,12 +229,50 @@ DANGEROUS: dict[str, tuple[Any, str]] = {
     "no memory limit": (_set("HostConfig.Memory", 0), "payload.no-memory-limit"),
     "unlimited swap": (_set("HostConfig.MemorySwap", -1), "payload.swap"),
     "no cpu limit": (_set("HostConfig.NanoCpus", 0), "payload.no-cpu-limit"),
+    "cpu that rounds to no quota": (_set("HostConfig.NanoCpus", 1000), "payload.no-cpu-limit"),
+    "cpu just under the floor": (_set("HostConfig.NanoCpus", 9_999_999), "payload.no-cpu-limit"),
+    "cpu as a float": (_set("HostConfig.NanoCpus", 5e8), "payload.no-cpu-limit"),
+    "unlimited cfs quota": (
+        lambda c: c["HostConfig"].update(NanoCpus=None, CpuQuota=-1),
+        "payload.no-cpu-limit",
+    ),
+    "cfs quota under the kernel minimum": (
+        lambda c: c["HostConfig"].update(NanoCpus=None, CpuQuota=999, CpuPeriod=100_000),
+        "payload.no-cpu-limit",
+    ),
     "devices": (_set("HostConfig.Devices", [{"PathOnHost": "/dev/sda"}]), "payload.devices"),
     "gpu request": (_set("HostConfig.DeviceRequests", [{"Count": -1}]), "payload.devices"),
     "oom killer off": (_set("HostConfig.OomKillDisable", True), "payload.oom-kill-disabled"),
     "unbounded logs": (
         _set("HostConfig.LogConfig", {"Type": "json-file", "Config": {}}),
         "payload.unbounded-logs",
+    ),
+    "huge logs": (
+        _set(
+            "HostConfig.LogConfig", {"Type": "json-file", "Config": {"max-size": "1000000g", "max-file": "1"}}
+        ),
+        "payload.unbounded-logs",
+    ),
+    "many log files": (
+        _set(
+            "HostConfig.LogConfig", {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "1000"}}
+        ),
+        "payload.unbounded-logs",
+    ),
+    "log size without a number": (
+        _set("HostConfig.LogConfig", {"Type": "json-file", "Config": {"max-size": "-1", "max-file": "1"}}),
+        "payload.unbounded-logs",
+    ),
+    "another log driver": (
+        _set("HostConfig.LogConfig", {"Type": "local", "Config": {}}),
+        "payload.unbounded-logs",
+    ),
+    "no init": (_set("HostConfig.Init", False), "payload.no-init"),
+    "tmpfs over etc": (_set("HostConfig.Tmpfs", {"/etc": "size=1000"}), "payload.mount-target"),
+    "tmpfs over proc/sys": (_set("HostConfig.Tmpfs", {"/proc/sys": "size=1000"}), "payload.mount-target"),
+    "tmpfs mount over usr": (
+        _set("HostConfig.Mounts", [{"Type": "tmpfs", "Target": "/usr"}]),
+        "payload.mount-target",
     ),
     "volumes from": (_set("HostConfig.VolumesFrom", ["other"]), "payload.volumes-from"),
 }
@@ -251,3 +322,117 @@ def test_recheck_lists_every_problem_at_once() -> None:
         "payload.no-memory-limit",
     }
     assert all(v.message.endswith(".") for v in violations)
+
+
+# What the engine will run: numbers, ids and resolved paths, not the text that was written. --------
+
+
+@pytest.mark.parametrize(
+    ("user", "engine_user"),
+    [("1001", "1001:1001"), ("00001001", "1001:1001"), ("65534", "65534:65534"), ("1001:2000", "1001:2000")],
+)
+def test_a_uid_alone_gets_an_explicit_group_of_the_same_number(user: str, engine_user: str) -> None:
+    config = build_create_payload(HOST, job(user=user), API).config
+    assert config["User"] == engine_user
+    assert list(payload_violations(config)) == []
+
+
+@pytest.mark.parametrize("user", ["0", "00", "0000:0000", "1001:0", "root", "nobody", ""])
+def test_a_root_or_named_user_reaches_the_payload_as_written_and_is_refused(user: str) -> None:
+    # The translation stays faithful; the guard, not the translation, says no.
+    with pytest.raises(PolicyViolationError) as raised:
+        check_create_payload(build_create_payload(HOST, job(user=user), API).config)
+    assert {v.code for v in raised.value.violations} & {"payload.root-user", "payload.root-group"}
+
+
+def test_the_cpu_floor_translates_to_a_quota_the_engine_keeps() -> None:
+    config = build_create_payload(HOST, job(cpu_limit=0.01), API).config
+    assert config["HostConfig"]["NanoCpus"] == MIN_NANO_CPUS
+    assert list(payload_violations(config)) == []
+    tiny = build_create_payload(HOST, job(cpu_limit=1e-6), API).config
+    assert tiny["HostConfig"]["NanoCpus"] == 1000
+    assert "payload.no-cpu-limit" in {v.code for v in payload_violations(tiny)}
+
+
+@pytest.mark.parametrize("network", ["container:victim", "host", "CONTAINER:victim"])
+def test_a_host_default_network_that_shares_a_namespace_is_refused_in_the_payload(network: str) -> None:
+    host = HostSpec("h1", "docker", config={"default_network": network})
+    payload = build_create_payload(host, job(network_mode=None), API)
+    with pytest.raises(PolicyViolationError) as raised:
+        check_create_payload(payload.config, host, payload.extra_networks)
+    assert {v.code for v in raised.value.violations} & {"payload.host-namespace", "payload.shared-namespace"}
+
+
+def test_a_network_joined_before_start_is_checked_too() -> None:
+    networks = (NetworkAttachment("front"), NetworkAttachment("host"))
+    payload = build_create_payload(HOST, job(network_mode=None, networks=networks), API)
+    codes = {v.code for v in payload_violations(payload.config, HOST, payload.extra_networks)}
+    assert codes == {"payload.host-namespace"}
+
+
+@pytest.mark.parametrize("image", ["abc123", "sha256:" + "a" * 64, "sha256:abc", "deadbeef"])
+def test_an_image_id_is_refused_where_the_host_has_an_allow_list(image: str) -> None:
+    host = HostSpec("h1", "docker", config={"allowed_registries": ["docker.io/library"]})
+    config = build_create_payload(host, job(image=image), API).config
+    codes = {v.code for v in payload_violations(config, host)}
+    assert codes == {"payload.image"}
+    assert list(payload_violations(config, HostSpec("h1", "docker"))) == []  # no allow-list, no rule
+
+
+def test_an_allowed_image_passes_the_host_allow_list() -> None:
+    host = HostSpec("h1", "docker", config={"allowed_registries": ["docker.io/library"]})
+    config = build_create_payload(host, job(image="busybox:1.36"), API).config
+    assert list(payload_violations(config, host)) == []
+
+
+def test_a_bind_source_is_judged_by_what_its_symlink_points_to(tmp_path: Path) -> None:
+    (tmp_path / "etc-link").symlink_to("/etc")
+    payload = build_create_payload(HOST, job(mounts=(Mount(str(tmp_path / "etc-link"), "/data"),)), API)
+    [violation] = payload_violations(payload.config)
+    assert violation.code == "payload.system-mount"
+    assert "resolves to '/etc'" in violation.message
+
+
+@pytest.mark.parametrize(
+    ("config", "max_size"),
+    [({}, "10485760"), ({"log_max_size": "512k"}, "524288"), ({"log_max_size": "1.5m"}, "1572864")],
+)
+def test_log_sizes_reach_the_engine_in_bytes(config: dict[str, Any], max_size: str) -> None:
+    host = HostSpec("h1", "docker", config=config)
+    log = build_create_payload(host, job(), API).config["HostConfig"]["LogConfig"]
+    assert log["Config"]["max-size"] == max_size
+
+
+@pytest.mark.parametrize(
+    ("config", "code"),
+    [
+        ({"log_max_size": "1000000g"}, "payload.unbounded-logs"),
+        ({"log_max_size": "10m", "log_max_file": 500}, "payload.unbounded-logs"),
+        ({"log_max_size": "lots"}, "payload.unbounded-logs"),
+        ({"use_init": False}, "payload.no-init"),
+    ],
+)
+def test_unsafe_host_log_and_init_settings_are_refused_in_the_payload(
+    config: dict[str, Any], code: str
+) -> None:
+    host = HostSpec("h1", "docker", config=config)
+    assert code in {v.code for v in payload_violations(build_create_payload(host, job(), API).config, host)}
+
+
+@pytest.mark.parametrize(
+    ("config", "code"),
+    [
+        ({"default_network": "container:victim"}, "shared_network_namespace"),
+        ({"default_network": "host"}, "host_network"),
+        ({"log_max_size": "1000000g"}, "log_limits_invalid"),
+        ({"log_max_file": 0}, "log_limits_invalid"),
+        ({"use_init": False}, "init_disabled"),
+        ({"use_init": "no"}, "init_disabled"),
+    ],
+)
+def test_the_docker_plugin_refuses_unsafe_host_defaults(config: dict[str, Any], code: str) -> None:
+    host = HostSpec("h1", "docker", config=config)
+    assert [v.code for v in plugin.validate_host(host)] == [code]
+    assert [v.code for v in plugin.validate_job(host, job())] == [code]
+    assert plugin.validate_host(HostSpec("h1", "docker", config={"default_network": "none"})) == []
+    assert plugin.validate_host(HostSpec("h1", "mock", config=config)) == []

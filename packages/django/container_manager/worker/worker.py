@@ -24,6 +24,7 @@ from container_manager.conf import AppSettings, app_settings
 from container_manager.exceptions import InvalidStateTransition
 from container_manager.executors.registry import get_plugin_manager
 from container_manager.models import ContainerJob
+from container_manager.security import log_policy_rejection
 from container_manager.states import ACTIVE_STATUSES, FINISHED_STATUSES, JobStatus, TerminationReason
 from container_manager.worker import claims, hosts, outcome
 from container_manager.worker.logevents import log_event
@@ -42,6 +43,7 @@ from container_manager.worker.tracking import (
     Vanished,
 )
 from container_manager.worker.wakeup import QueueListener
+from container_manager_core.errors import PolicyViolationError
 from container_manager_core.plugins import PluginManager
 
 # How often running jobs are checked for a cancel request, at most.
@@ -314,6 +316,14 @@ class Worker:
             except (ValueError, TypeError) as exc:
                 self._fail_launch(
                     tracked, TerminationReason.LAUNCH_FAILED, f"The job cannot be turned into a spec: {exc}"
+                )
+                continue
+            # The row may have been changed behind create_job's back, and the settings since: check
+            # again here, before anything is sent to the engine.
+            if violations := job.launch_violations(tracked.spec, tracked.host, self.settings, self.manager):
+                log_policy_rejection(tracked.spec, violations, host=tracked.host, source="launch")
+                self._fail_launch(
+                    tracked, TerminationReason.LAUNCH_FAILED, str(PolicyViolationError(violations))
                 )
                 continue
             self._follow(tracked)
