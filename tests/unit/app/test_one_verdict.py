@@ -1,0 +1,181 @@
+"""One verdict per input, whichever door it comes through: create_job, the admin form, the worker's
+check of a row changed behind create_job's back, and the Docker plugin's guard on the final request.
+
+Each case is one finding of the issue 15 audit (or the safe input next to it). No engine is needed:
+the guard reads the create body the plugin would send.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from django.core.exceptions import ValidationError
+from docker_executor.guard import payload_violations
+from docker_executor.payload import build_create_payload
+
+from container_manager.conf import app_settings
+from container_manager.forms import ContainerJobForm
+from container_manager.models import ContainerJob, ExecutorHost
+
+pytestmark = pytest.mark.django_db
+
+IMAGE = "docker.io/library/busybox:1.36"
+_numbers = itertools.count()
+HEX = "a" * 64
+
+
+@dataclass(frozen=True)
+class Case:
+    """``job`` changes the job's fields, ``host`` the host's executor_config; ``code`` is None if accepted."""
+
+    job: dict[str, Any] = field(default_factory=dict)
+    host: dict[str, Any] = field(default_factory=dict)
+    code: str | tuple[str, ...] | None = None
+    guard: bool = True  # whether the engine request carries the setting at all
+
+
+CASES = {
+    # CPU: below 0.01 core the engine's CFS quota rounds to none.
+    "cpu 1e-6": Case({"cpu_limit": 1e-6}, code="cpu_limit_too_low"),
+    "cpu 0.009": Case({"cpu_limit": 0.009}, code="cpu_limit_too_low"),
+    "cpu at the floor": Case({"cpu_limit": 0.01}),
+    # Users: the group is explicit and never 0; zeros and names are read as the engine reads them.
+    "uid only": Case({"user": "1001"}),
+    "uid with leading zeros": Case({"user": "00001001"}),
+    "nobody's uid": Case({"user": "65534"}),
+    "uid 0 spelled 00": Case({"user": "00"}, code=("user_uid_too_low", "user_gid_root")),
+    "uid and gid 0 with zeros": Case({"user": "0000:0000"}, code=("user_uid_too_low", "user_gid_root")),
+    "gid 0": Case({"user": "1001:0"}, code="user_gid_root"),
+    "a name": Case({"user": "nobody"}, code="user_invalid"),
+    # Image IDs on a host that allows only docker.io/library.
+    "short image id": Case(
+        {"docker_image": "abc123"}, {"allowed_registries": ["docker.io/library"]}, "image_id_not_allowed"
+    ),
+    "digest without repository": Case(
+        {"docker_image": f"sha256:{HEX}"},
+        {"allowed_registries": ["docker.io/library"]},
+        "image_id_not_allowed",
+    ),
+    "allowed repository": Case(
+        {"docker_image": "busybox:1.36"}, {"allowed_registries": ["docker.io/library"]}
+    ),
+    "pinned allowed repository": Case(
+        {"docker_image": f"busybox@sha256:{HEX}"}, {"allowed_registries": ["docker.io/library"]}
+    ),
+    # Host defaults go through the same rules as the job's own fields.
+    "another container's network": Case(
+        host={"default_network": "container:victim"}, code="shared_network_namespace"
+    ),
+    "the host's network": Case(host={"default_network": "host"}, code="host_network"),
+    "unbounded engine logs": Case(host={"log_max_size": "1000000g"}, code="log_limits_invalid"),
+    "bounded engine logs": Case(host={"log_max_size": "20m", "log_max_file": 3}),
+    "no init": Case(host={"use_init": False}, code="init_disabled"),
+    # Not container settings: the guard never sees them, the policy and the worker do.
+    "a billion retries": Case({"max_retries": 1_000_000_000}, code="max_retries_too_high", guard=False),
+    "ten retries": Case({"max_retries": 10}, guard=False),
+    "a 200 KB variable": Case(
+        {"environment_overrides": {"BIG": "x" * 200_000}}, code="env_var_too_large", guard=False
+    ),
+    "a 300 KB command": Case({"command": "echo " + "x" * 300_000}, code="command_too_large", guard=False),
+}
+
+
+def make_docker_host(config: dict[str, Any]) -> ExecutorHost:
+    return ExecutorHost.objects.create(
+        name=f"engine-{next(_numbers)}",
+        executor_type="docker",
+        host_type="unix",
+        connection_string="unix:///var/run/docker.sock",
+        executor_config={"default_network": "none", **config},
+    )
+
+
+def create_job_verdict(host: ExecutorHost, changes: dict[str, Any]) -> set[str]:
+    fields = {"docker_image": IMAGE, "command": "true", **changes}
+    kwargs: dict[str, Any] = {
+        "cpu_limit": fields.pop("cpu_limit", None),
+        "user": fields.pop("user", None),
+        "max_retries": fields.pop("max_retries", 0),
+        "environment_vars": fields.pop("environment_overrides", None),
+    }
+    try:
+        ContainerJob.objects.create_job(
+            fields.pop("docker_image"), fields.pop("command"), docker_host=host, **kwargs
+        )
+    except ValidationError as exc:
+        return {e.code for errors in exc.error_dict.values() for e in errors if e.code}
+    return set()
+
+
+def form_verdict(host: ExecutorHost, changes: dict[str, Any]) -> set[str]:
+    template = ContainerJobForm(instance=ContainerJob(docker_host=host, docker_image=IMAGE, command="true"))
+    data: dict[str, Any] = {name: template[name].value() for name in template.fields}
+    data = {k: v for k, v in data.items() if v is not None}
+    data.update(memory_limit=64, cpu_limit=0.5, pids_limit=64, timeout_seconds=60, user="1001:1001")
+    data.update(environment_overrides="{}", network_configuration="[]")
+    for key, value in changes.items():
+        data[key] = value if key != "environment_overrides" else json.dumps(value)
+    form = ContainerJobForm(data=data)
+    if form.is_valid():
+        return set()
+    return {e.code for errors in form.errors.as_data().values() for e in errors if e.code}
+
+
+def queued_then_changed(case: Case) -> tuple[ContainerJob, ExecutorHost]:
+    """Queue a job that passes, then change its row and its host's row behind create_job's back."""
+    host = make_docker_host({})
+    job = ContainerJob.objects.create_job(IMAGE, "true", docker_host=host)
+    if case.job:
+        ContainerJob.objects.filter(pk=job.pk).update(**case.job)
+    if case.host:
+        ExecutorHost.objects.filter(pk=host.pk).update(
+            executor_config={"default_network": "none", **case.host}
+        )
+    job = ContainerJob.objects.select_related("docker_host").get(pk=job.pk)
+    assert job.docker_host is not None
+    return job, job.docker_host
+
+
+def worker_verdict(case: Case) -> set[str]:
+    job, host = queued_then_changed(case)
+    # What the worker calls for each claimed row, before anything goes to the engine.
+    return {v.code for v in job.launch_violations(job.to_spec(), host.to_spec(), app_settings())}
+
+
+def guard_verdict(case: Case) -> set[str]:
+    job, host = queued_then_changed(case)
+    spec, host_spec = job.to_spec(), host.to_spec()
+    payload = build_create_payload(host_spec, spec, "1.41")
+    return {v.code for v in payload_violations(payload.config, host_spec, payload.extra_networks)}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_every_entry_point_gives_the_same_verdict(name: str) -> None:
+    case = CASES[name]
+    expected = set() if case.code is None else {case.code} if isinstance(case.code, str) else set(case.code)
+    # A host with unsafe defaults cannot pass clean(); this one was written without it.
+    host = make_docker_host(case.host)
+    assert create_job_verdict(host, case.job) == expected
+    assert form_verdict(host, case.job) == expected
+    assert worker_verdict(case) == expected
+    guard = guard_verdict(case)
+    if case.guard:
+        assert bool(guard) == (case.code is not None), guard
+    else:
+        assert guard == set()
+
+
+def test_a_host_with_unsafe_defaults_cannot_be_saved() -> None:
+    for name, case in CASES.items():
+        if case.host and case.code is not None and "allowed_registries" not in case.host:
+            host = ExecutorHost(
+                name="unsafe", executor_type="docker", connection_string="unix:///var/run/docker.sock"
+            )
+            host.executor_config = case.host
+            with pytest.raises(ValidationError) as raised:
+                host.full_clean()
+            assert [e.code for e in raised.value.error_dict["executor_config"]] == [case.code], name
