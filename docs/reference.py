@@ -22,6 +22,7 @@ SOURCE_DIRS = (
     ROOT / "plugins" / "cloudrun_executor" / "cloudrun_executor",
     ROOT / "plugins" / "mock_executor" / "mock_executor",
 )
+POLICY = ROOT / "packages" / "core" / "container_manager_core" / "policy.py"
 DOCKER_CONFIG_SOURCES = (
     ROOT / "plugins" / "docker_executor" / "docker_executor",
     ROOT / "packages" / "core" / "container_manager_core" / "policy.py",
@@ -170,6 +171,22 @@ def _literal_codes() -> tuple[set[str], list[ast.JoinedStr]]:
     return codes, templated
 
 
+def _reading_codes(path: Path) -> set[str]:
+    """Return the codes that the policy's shared readings (``*_problem`` functions) return first in a tuple.
+
+    The Docker guard calls them too, so they return ``(code, reason)`` instead of a Violation.
+    """
+    codes: set[str] = set()
+    for function in ast.walk(ast.parse(path.read_text())):
+        if isinstance(function, ast.FunctionDef) and function.name.endswith("_problem"):
+            for node in ast.walk(function):
+                if isinstance(node, ast.Return) and isinstance(node.value, ast.Tuple) and node.value.elts:
+                    first = node.value.elts[0]
+                    if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                        codes.add(first.value)
+    return codes
+
+
 def _generated_codes() -> set[str]:
     """Run the core policy on specs that break the templated rules, and return the codes it names."""
     from container_manager_core.policy import validate_job
@@ -211,15 +228,13 @@ def violation_codes() -> frozenset[str]:
             raise LookupError(
                 f"No generated spec exercises the templated code {ast.unparse(template)}; extend _generated_codes."
             )
-    return frozenset(literal | generated)
+    return frozenset(literal | generated | _reading_codes(POLICY))
 
 
 def core_policy_codes() -> set[str]:
     """Return the codes of the built-in (core) policy only."""
-    literal = set()
-    for node in ast.walk(
-        ast.parse((ROOT / "packages" / "core" / "container_manager_core" / "policy.py").read_text())
-    ):
+    literal = _reading_codes(POLICY)
+    for node in ast.walk(ast.parse(POLICY.read_text())):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Violation":
             arg = node.args[0] if node.args else None
             if isinstance(arg, ast.Constant) and isinstance(arg.value, str):

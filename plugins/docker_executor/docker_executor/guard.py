@@ -95,9 +95,10 @@ def _namespace_violations(
     settings += [("the network joined before start", network.name) for network in extra_networks]
     for key, mode in settings:
         problem = rules.namespace_problem(key if key != "EndpointsConfig" else "The network", mode)
-        if problem is not None:
-            kind, message = problem
-            yield _v("host-namespace" if kind == "host" else "shared-namespace", message, key)
+        if problem is not None and problem[0] == "host":
+            yield _v("host-namespace", problem[1], key)
+        elif problem is not None:
+            yield _v("shared-namespace", problem[1], key)
 
 
 def _mount_violations(hc: Mapping[str, Any]) -> Iterator[Violation]:
@@ -171,12 +172,13 @@ def _security_opt_violations(options: list[str]) -> Iterator[Violation]:
             no_new_privileges = no_new_privileges or option.startswith("no-new-privileges")
             continue
         code, reason = problem
-        kind = {"security_opt_disabled": "unconfined", "new_privileges_allowed": "new-privileges"}.get(
-            code, "security-opt"
-        )
-        yield _v(
-            kind, f"The container would run with {policy.shown_option(option)}, which {reason}", "SecurityOpt"
-        )
+        message = f"The container would run with {policy.shown_option(option)}, which {reason}"
+        if code == "security_opt_disabled":
+            yield _v("unconfined", message, "SecurityOpt")
+        elif code == "new_privileges_allowed":
+            yield _v("new-privileges", message, "SecurityOpt")
+        else:
+            yield _v("security-opt", message, "SecurityOpt")
     if not no_new_privileges:
         yield _v(
             "new-privileges", "The container could gain privileges through setuid binaries.", "SecurityOpt"

@@ -81,10 +81,10 @@ def host_config_violations(config: Mapping[str, Any]) -> Iterator[Violation]:
     network = config.get("default_network")
     if network is not None:
         problem = namespace_problem("The host's default_network", network)
-        if problem is not None:
-            kind, message = problem
-            code = "host_network" if kind == "host" else "shared_network_namespace"
-            yield Violation(code, message, "executor_config")
+        if problem is not None and problem[0] == "host":
+            yield Violation("host_network", problem[1], "executor_config")
+        elif problem is not None:
+            yield Violation("shared_network_namespace", problem[1], "executor_config")
     if "log_max_size" in config or "log_max_file" in config:
         reason = log_problem(
             config.get("log_max_size", DEFAULT_LOG_MAX_SIZE), config.get("log_max_file", DEFAULT_LOG_MAX_FILE)
