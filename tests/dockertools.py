@@ -124,3 +124,17 @@ def private_bridge() -> Iterator[str]:
         yield name
     finally:
         subprocess.run(["ip", "link", "delete", name], check=False, capture_output=True, timeout=30)
+
+
+def engine_refused_version(client: docker.DockerClient) -> str:
+    """Return an api_version the Docker plugin accepts but this engine refuses; skip the test if none."""
+    import docker.utils
+    from docker_executor.config import MAX_API_VERSION, MIN_API_VERSION
+
+    version = client.version()
+    newest, oldest = str(version["ApiVersion"]), str(version.get("MinAPIVersion") or "1.12")
+    if docker.utils.version_lt(newest, MAX_API_VERSION):
+        return MAX_API_VERSION  # the engine answers "client version ... is too new"
+    if docker.utils.version_lt(MIN_API_VERSION, oldest):
+        return MIN_API_VERSION  # the engine answers "client version ... is too old"
+    pytest.skip(f"This engine speaks every API version the plugin supports ({oldest} to {newest}).")

@@ -67,6 +67,14 @@ class ExecutorUnavailable(ExecutorError):
     """The host's engine or API cannot be reached: a transient condition, retry later."""
 
 
+class HostMisconfigured(ExecutorUnavailable):
+    """The host answers but refuses to work as it is configured (say, an API version its engine refuses).
+
+    Like an unreachable host, it is the host's fault and not the job's: the job is released without
+    using a retry, and the host is marked unhealthy with this message until it is fixed.
+    """
+
+
 class LaunchFailed(ExecutorError):
     """The engine refused to create or start the job's container or execution."""
 

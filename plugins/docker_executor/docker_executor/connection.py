@@ -73,9 +73,9 @@ def base_url(host: HostSpec) -> str:
 def connection_key(host: HostSpec, purpose: str, timeout: int) -> ConnectionKey:
     """Return the cache key for ``host`` used for ``purpose`` with ``timeout`` seconds per call."""
     pinned = host.config.get("api_version")
-    return ConnectionKey(
-        host.name, purpose, base_url(host), host.tls, timeout, None if pinned is None else str(pinned)
-    )
+    # "auto" asks the engine, as no setting does (docker-py's own "auto" would ask before trust_env is off).
+    version = None if pinned in (None, "auto") else str(pinned)
+    return ConnectionKey(host.name, purpose, base_url(host), host.tls, timeout, version)
 
 
 def tls_config(tls: TlsSettings) -> docker.tls.TLSConfig:

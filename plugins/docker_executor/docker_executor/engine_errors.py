@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 
 import docker
@@ -10,7 +11,7 @@ import docker.errors
 import requests.exceptions
 import urllib3.exceptions
 
-from container_manager_core.errors import ExecutorError, ExecutorUnavailable
+from container_manager_core.errors import ExecutorError, ExecutorUnavailable, HostMisconfigured
 from container_manager_core.types import HostSpec
 
 # Failures that mean "the engine did not answer": the call may succeed later. Streams read from
@@ -22,6 +23,11 @@ UNREACHABLE: tuple[type[BaseException], ...] = (
     urllib3.exceptions.HTTPError,
     OSError,
 )
+
+
+# The engine's answer to a request in an API version it does not speak ("client version 1.24 is too
+# old. Minimum supported API version is 1.44, ..." or "... is too new. Maximum supported ...").
+_VERSION_REFUSED = re.compile(r"client version \S+ is too (old|new)", re.IGNORECASE)
 
 
 def explanation(exc: docker.errors.APIError) -> str:
@@ -46,6 +52,20 @@ def raise_for_engine_status(response: requests.Response) -> None:
         docker.errors.create_api_error_from_http_exception(exc)  # always raises
 
 
+def version_refused(exc: docker.errors.APIError) -> bool:
+    """Return whether the engine refused the request's API version (the host's, not the job's fault)."""
+    return bool(_VERSION_REFUSED.search(explanation(exc)))
+
+
+def version_refusal(host: HostSpec, action: str, detail: str) -> HostMisconfigured:
+    """Return the error for an API version that the engine (or docker-py) refuses for ``host``."""
+    return HostMisconfigured(
+        f"Docker host {host.name!r} refused to {action} in the API version it is configured with: "
+        f"{detail}. Set api_version in the host's executor_config to a version the engine supports, "
+        "or to 'auto'."
+    )
+
+
 def api_url(api: docker.APIClient, path: str) -> str:
     """Return the versioned URL of ``path`` on the engine, as docker-py builds it."""
     return f"{api.base_url}/v{api.api_version}{path}"
@@ -62,6 +82,8 @@ def engine_call(host: HostSpec, action: str) -> Iterator[None]:
     try:
         yield
     except docker.errors.APIError as exc:
+        if version_refused(exc):
+            raise version_refusal(host, action, explanation(exc)) from exc
         raise ExecutorError(f"Docker host {host.name!r} refused to {action}: {explanation(exc)}") from exc
     except UNREACHABLE as exc:
         raise ExecutorUnavailable(

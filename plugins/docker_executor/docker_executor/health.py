@@ -11,7 +11,7 @@ import docker.errors
 
 from container_manager_core.errors import ExecutorError
 from container_manager_core.types import HealthStatus, HostSpec
-from docker_executor.engine_errors import UNREACHABLE
+from docker_executor.engine_errors import UNREACHABLE, explanation, version_refusal, version_refused
 
 _FAILURES: tuple[type[BaseException], ...] = (*UNREACHABLE, docker.errors.DockerException)
 # Limits every job relies on; an engine that cannot enforce one would run jobs unbounded.
@@ -64,6 +64,8 @@ def check_health(host: HostSpec, connect: Callable[[], docker.DockerClient]) -> 
     except ExecutorError as exc:
         return unhealthy(str(exc))
     except docker.errors.APIError as exc:
+        if version_refused(exc):
+            return unhealthy(str(version_refusal(host, "answer the health check", explanation(exc))))
         return unhealthy(f"Docker host {host.name!r} answered with an error: {exc}")
     except _FAILURES as exc:
         return unhealthy(f"Docker host {host.name!r} is unreachable: {exc}")

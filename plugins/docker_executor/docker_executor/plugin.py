@@ -27,6 +27,7 @@ from container_manager_core.types import (
     ResourceUsage,
     Violation,
 )
+from docker_executor.config import config_violations
 from docker_executor.connection import (
     DEFAULT_HEALTH_TIMEOUT,
     DEFAULT_TIMEOUT,
@@ -36,7 +37,13 @@ from docker_executor.connection import (
     config_seconds,
     connection_key,
 )
-from docker_executor.engine_errors import engine_call, explanation, status_code
+from docker_executor.engine_errors import (
+    engine_call,
+    explanation,
+    status_code,
+    version_refusal,
+    version_refused,
+)
 from docker_executor.guard import check_create_payload
 from docker_executor.health import check_health
 from docker_executor.image_pull import ensure_image
@@ -81,6 +88,13 @@ class DockerExecutor(ExecutorPlugin):
         self._images: Recent[float] = Recent()
         self._monitors: dict[tuple[ConnectionKey, str], HostEvents] = {}
         self._monitors_lock = threading.Lock()
+
+    # Policy --------------------------------------------------------------------------------------
+
+    @hookimpl
+    def validate_host(self, host: HostSpec) -> list[Violation]:
+        """Return the problems with a Docker host's configuration (see :mod:`docker_executor.config`)."""
+        return list(config_violations(host)) if self._mine(host) else []
 
     # Connections ---------------------------------------------------------------------------------
 
@@ -130,7 +144,10 @@ class DockerExecutor(ExecutorPlugin):
     def launch(self, host: HostSpec, job: JobSpec) -> Execution:
         """Create and start the job's container, or adopt it if this job was already launched."""
         api = self._get_client(host).api
-        payload = build_create_payload(host, job, api.api_version)
+        try:
+            payload = build_create_payload(host, job, api.api_version)
+        except docker.errors.InvalidVersion as exc:  # docker-py refuses a setting in the pinned version
+            raise version_refusal(host, f"launch job {job.job_id!r}", str(exc)) from exc
         with engine_call(host, f"launch job {job.job_id!r}"):
             require_networks(api, host, payload.config["HostConfig"]["NetworkMode"], payload.extra_networks)
             self._ensure_image(api, host, job.image)
@@ -187,6 +204,8 @@ class DockerExecutor(ExecutorPlugin):
         except docker.errors.APIError as exc:
             if status_code(exc) == 409:  # the name is taken: this job was launched before
                 return self._adopt(api, host, job, payload.name)
+            if version_refused(exc):
+                raise version_refusal(host, f"launch job {job.job_id!r}", explanation(exc)) from exc
             raise LaunchFailed(
                 f"Host {host.name!r} refused to create the container for job {job.job_id!r}: {explanation(exc)}"
             ) from exc

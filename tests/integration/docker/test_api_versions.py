@@ -1,0 +1,54 @@
+"""An API version the real engine refuses is the host's fault: a HostMisconfigured error, an unhealthy host."""
+
+from __future__ import annotations
+
+import attrs
+import docker
+import pytest
+from docker_executor.config import config_violations
+from docker_executor.plugin import DockerExecutor
+
+from container_manager_core.errors import HostMisconfigured
+from container_manager_core.types import HostSpec, JobSpec
+from tests.dockertools import engine_refused_version
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture
+def refused_host(docker_client: docker.DockerClient, docker_host: HostSpec) -> HostSpec:
+    version = engine_refused_version(docker_client)
+    host = attrs.evolve(
+        docker_host, name="refused-version", config={**docker_host.config, "api_version": version}
+    )
+    assert list(config_violations(host)) == []  # the plugin accepts it: only the engine can refuse it
+    return host
+
+
+def test_the_health_check_reports_the_engines_refusal(executor: DockerExecutor, refused_host: HostSpec):
+    health = executor.health(refused_host)
+    assert not health.healthy
+    assert str(health.error).startswith(
+        "Docker host 'refused-version' refused to answer the health check in the API version it is "
+        "configured with: client version "
+    )
+    assert str(health.error).endswith(
+        "Set api_version in the host's executor_config to a version the engine supports, or to 'auto'."
+    )
+
+
+def test_a_launch_the_engine_refuses_for_its_version_is_a_host_fault(
+    executor: DockerExecutor, refused_host: HostSpec, make_job
+):
+    job: JobSpec = make_job("true")
+    with pytest.raises(HostMisconfigured, match=r"refused to launch job .* client version "):
+        executor.launch(refused_host, job)
+
+
+def test_a_pinned_version_too_old_for_the_request_is_a_host_fault(
+    executor: DockerExecutor, docker_host: HostSpec, make_job
+):
+    # Saved behind validation: docker-py itself refuses to build the request (no init below 1.25).
+    host = attrs.evolve(docker_host, config={**docker_host.config, "api_version": "1.24"})
+    with pytest.raises(HostMisconfigured, match=r"init param is not supported in API versions < 1.25"):
+        executor.launch(host, make_job("true"))
