@@ -146,29 +146,54 @@ class ExecutorHost(models.Model):
         return self.is_active and self.healthy
 
     def clean(self) -> None:
+        errors = validation.as_field_errors(self._field_errors(), "invalid")
+        for field, messages in self._type_and_config_errors().items():
+            errors.setdefault(field, []).extend(messages)
+        if errors:
+            raise ValidationError(errors)
+        if problems := self.unusable_errors(source="validation"):
+            raise ValidationError(problems)
+
+    def _field_errors(self) -> dict[str, list[str]]:
         errors: dict[str, list[str]] = {}
-        if message := _installed_type_error(self.executor_type):
-            errors["executor_type"] = [message]
         if connection := validation.connection_string_errors(self.host_type, self.connection_string):
             errors["connection_string"] = connection
         for field, messages in validation.tls_errors(self).items():
             errors.setdefault(field, []).extend(messages)
+        return errors
+
+    def _type_and_config_errors(self) -> dict[str, list[ValidationError]]:
+        if message := _installed_type_error(self.executor_type):
+            return {"executor_type": [ValidationError(message, code="invalid")]}
         if not isinstance(self.executor_config, dict):
-            errors["executor_config"] = [
-                f"The executor config must be a JSON object, got {type(self.executor_config).__name__}."
-            ]
-        if errors:
-            raise ValidationError(validation.as_field_errors(errors, "invalid"))
+            message = f"The executor config must be a JSON object, got {type(self.executor_config).__name__}."
+            return {"executor_config": [ValidationError(message, code="invalid")]}
+        return {}
+
+    def unusable_errors(self, *, source: str) -> dict[str, list[ValidationError]]:
+        """Return why this host cannot be used as it is, by field; empty when it can.
+
+        The one rule for "can a worker use this host": ``clean()`` applies it when the host is saved,
+        and workers when they load their hosts, so a row saved without ``full_clean()`` (or whose
+        plugin was uninstalled since) is caught too. A host is unusable when no installed plugin
+        provides its executor type, when its ``executor_config`` is not a JSON object, or when a
+        plugin's ``validate_host`` hook refuses it. ``source`` names the caller in the security log.
+        """
+        if errors := self._type_and_config_errors():
+            return errors
         spec = self.to_spec()
         violations = get_plugin_manager().validate_host(spec)
-        if violations:
-            log_host_rejection(spec, violations, source="validation")
-            raise ValidationError(
-                _violation_errors(
-                    violations,
-                    {"connection_string": "connection_string", "executor_config": "executor_config"},
-                )
-            )
+        if not violations:
+            return {}
+        log_host_rejection(spec, violations, source=source)
+        return _violation_errors(
+            violations, {"connection_string": "connection_string", "executor_config": "executor_config"}
+        )
+
+    def unusable_reason(self, *, source: str) -> str:
+        """Return :meth:`unusable_errors` as one sentence for ``last_health_error``; empty when usable."""
+        errors = self.unusable_errors(source=source)
+        return " ".join(message for field in errors.values() for e in field for message in e.messages)
 
     def to_spec(self) -> HostSpec:
         """Return the plugin-facing view of this host."""

@@ -59,5 +59,5 @@ def test_a_missing_plugin_is_unhealthy_not_an_exception(db):
     host = make_host("orphan", executor_type="nomad")
     status = check_host(host)
     assert not status.healthy
-    assert str(status.error).startswith("NoExecutorPlugin: No executor plugin for 'nomad'")
+    assert str(status.error).startswith("No executor plugin for 'nomad'")
     assert not ExecutorHost.objects.get(pk=host.pk).healthy

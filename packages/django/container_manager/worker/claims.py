@@ -13,6 +13,7 @@ from django.db.models import F, prefetch_related_objects
 from django.utils import timezone
 
 from container_manager import signals
+from container_manager.health import refuse_if_unusable
 from container_manager.models import ContainerJob, ExecutorHost
 from container_manager.states import ACTIVE_STATUSES, CLAIMABLE_STATUSES, JobStatus, sources_of
 from container_manager.worker import claim_sql
@@ -68,7 +69,8 @@ def claim_jobs(
         return ClaimRound([], more_due=False)  # The idle path costs one indexed query.
     won: list[Claim] = []
     with transaction.atomic():
-        hosts = claim_sql.lock_hosts(host_names)
+        # A host that cannot be used as configured is marked unhealthy and left out; its jobs wait.
+        hosts = {h: busy for h, busy in claim_sql.lock_hosts(host_names).items() if not refuse_if_unusable(h)}
         room = {h.pk: h.max_concurrent_jobs - busy for h, busy in hosts.items()}
         open_hosts = [h for h in hosts if room[h.pk] > 0]
         if not open_hosts:

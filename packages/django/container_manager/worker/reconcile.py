@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from container_manager.conf import AppSettings
+from container_manager.health import refuse_if_unusable
 from container_manager.models import ContainerJob, ExecutorHost
 from container_manager.states import ACTIVE_STATUSES, JobStatus, TerminationReason
 from container_manager.worker import claims, outcome
@@ -101,6 +102,9 @@ class Reconciler:
         """Reconcile every host; return the jobs this worker took over and must now follow."""
         adopted: list[Tracked] = []
         for host in hosts:
+            if refuse_if_unusable(host):
+                # Marked unhealthy with the reason: its jobs wait, untouched, until the host is fixed.
+                continue
             try:
                 listing = self._pm.list_executions(host.to_spec())
             except ExecutorError as exc:

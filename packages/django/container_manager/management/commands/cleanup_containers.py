@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
 from container_manager.executors.registry import get_plugin_manager
+from container_manager.health import unusable_reason
 from container_manager.worker.hosts import active_hosts
 from container_manager.worker.reconcile import find_orphans, remove_orphans
 from container_manager_core.errors import ExecutorError
@@ -44,6 +45,9 @@ class Command(BaseCommand):
         cutoff = timezone.now() - timedelta(hours=options["older_than_hours"])
         total = 0
         for host in active_hosts(options["hosts"]):
+            if reason := unusable_reason(host):
+                self.stderr.write(f"{host.name}: cannot be used as it is configured: {reason}")
+                continue
             try:
                 listing = manager.list_executions(host.to_spec())
             except ExecutorError as exc:
