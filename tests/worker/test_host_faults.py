@@ -21,9 +21,9 @@ from mock_executor.plugin import MockExecutor
 
 from container_manager import health
 from container_manager.models import ContainerJob, ExecutorHost
-from container_manager.states import JobStatus
-from container_manager.worker import claims
-from container_manager_core.errors import HostMisconfigured
+from container_manager.states import JobStatus, TerminationReason
+from container_manager.worker import claims, runner
+from container_manager_core.errors import ExecutorError, HostMisconfigured
 from tests.worker.conftest import make_host, make_job
 
 pytestmark = pytest.mark.django_db
@@ -189,3 +189,31 @@ def test_a_launch_refused_for_the_hosts_config_releases_the_job_without_a_retry(
     host.refresh_from_db()
     assert (job.status, job.retry_count, job.last_error) == (JobStatus.PENDING, 0, refusal)
     assert (host.healthy, host.last_health_error) == (False, refusal)
+
+
+def test_a_harvest_that_keeps_failing_ends_the_job_with_a_clear_error(
+    db: None, fast_worker: MockExecutor, monkeypatch: pytest.MonkeyPatch
+):
+    host = make_host()
+    job = make_job(host, max_retries=0)
+    calls = []
+
+    def refuse_logs(self: MockExecutor, host_spec: Any, execution_id: str, *, timestamps: bool) -> Any:
+        calls.append(execution_id)
+        raise ExecutorError("Host config 'log_cap_bytes' must be a whole number of bytes, got -1.")
+
+    monkeypatch.setattr(MockExecutor, "logs", refuse_logs)
+    monkeypatch.setattr(runner, "RETRY_PAUSE_SECONDS", (0.001,))
+    call_command("process_container_jobs", once=True)  # returns: before, it retried for ever
+    job.refresh_from_db()
+    assert len(calls) == runner.HARVEST_ATTEMPTS
+    assert (job.status, job.exit_code, job.termination_reason) == (
+        JobStatus.COMPLETED,
+        0,
+        TerminationReason.COMPLETED,
+    )
+    assert job.last_error == (
+        f"The job's results could not be collected after {runner.HARVEST_ATTEMPTS} attempts, so its output is "
+        "missing: Host config 'log_cap_bytes' must be a whole number of bytes, got -1."
+    )
+    assert job.interruption_count == 0  # a refusal is not an engine outage

@@ -30,6 +30,7 @@ from container_manager_core.errors import (
     ExecutionNotFound,
     ExecutorError,
     ExecutorUnavailable,
+    HostMisconfigured,
     ImagePullFailed,
     LaunchFailed,
     PolicyViolationError,
@@ -39,6 +40,7 @@ from container_manager_core.types import (
     Execution,
     ExecutionLogs,
     ExecutionState,
+    ExecutionStatus,
     JobSpec,
     PolicyLimits,
     ResourceUsage,
@@ -56,6 +58,9 @@ REMOVAL_WAIT_SECONDS = 30.0
 ADOPT_RECHECK_SECONDS = 2.0
 # Pause between attempts while the engine is unreachable, growing to the maximum.
 RETRY_PAUSE_SECONDS = (0.5, 1.0, 2.0, 5.0)
+# Harvests the host refuses (not an unreachable engine, which is waited for) before the job ends
+# without its output: a refusal caused by the host's config would otherwise repeat for ever.
+HARVEST_ATTEMPTS = 5
 
 
 class Runner:
@@ -216,7 +221,8 @@ class Runner:
 
     def _harvest(self, tracked: Tracked) -> None:
         host, eid = tracked.host, tracked.execution_id
-        failures = 0
+        failures = refusals = 0
+        status: ExecutionStatus | None = None
         while not tracked.abandoned:
             try:
                 # Usually answered from the engine's event stream without a request; then the logs.
@@ -238,8 +244,40 @@ class Runner:
                         usage = self._pm.get_usage(host, eid)
                 self._send(Exited(tracked, status, logs, usage, error))
                 return
-            except ExecutorError as exc:
-                failures = self._unreachable(tracked, exc, failures)
+            except ExecutorUnavailable as exc:
+                if not isinstance(exc, HostMisconfigured):
+                    # Unreachable: wait however long it takes (an engine restart keeps its containers).
+                    failures = self._unreachable(tracked, exc, failures)
+                    continue
+                refused: Exception = exc
+            except Exception as exc:  # A refusal, or a bug: the same call would likely fail again.
+                refused = exc
+            refusals += 1
+            error = str(refused) or repr(refused)
+            log_event(
+                "harvest_failed",
+                job=tracked.pk,
+                execution=eid,
+                host=host.name,
+                attempt=refusals,
+                error=error,
+                level=logging.WARNING,
+            )
+            if refusals >= HARVEST_ATTEMPTS:
+                # The exit is kept if its status was read; the output is missing, and the error says why.
+                exited = status if status is not None and status.state is ExecutionState.EXITED else None
+                self._send(
+                    Exited(
+                        tracked,
+                        exited or ExecutionStatus(ExecutionState.EXITED),
+                        None,
+                        None,
+                        f"The job's results could not be collected after {HARVEST_ATTEMPTS} attempts, "
+                        f"so its output is missing: {error}",
+                    )
+                )
+                return
+            time.sleep(RETRY_PAUSE_SECONDS[min(refusals - 1, len(RETRY_PAUSE_SECONDS) - 1)])
 
     def stop(self, tracked: Tracked) -> None:
         """Stop the job's container: SIGTERM, then SIGKILL after the grace period."""
