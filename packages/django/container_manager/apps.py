@@ -16,4 +16,6 @@ class ContainerManagerConfig(AppConfig):
         from container_manager import conf, signals  # noqa: F401 - connect their receivers
 
         checks.register(app_checks.check_settings, "container_manager")
-        checks.register(app_checks.check_executor_plugins, "container_manager", checks.Tags.database)
+        checks.register(app_checks.check_executor_plugins, "container_manager")
+        # Reads the host table, yet untagged: plain `manage.py check` must report such hosts.
+        checks.register(app_checks.check_host_plugins, "container_manager")

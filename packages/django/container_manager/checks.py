@@ -1,8 +1,9 @@
-"""System checks: valid CONTAINER_MANAGER settings and an installed plugin for every executor type in use."""
+"""System checks: valid CONTAINER_MANAGER settings, and an installed plugin for every executor type in use."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from django.apps import AppConfig
@@ -25,9 +26,9 @@ def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 
 
 def check_executor_plugins(
-    app_configs: Sequence[AppConfig] | None = None, databases: Sequence[str] | None = None, **kwargs: Any
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> list[CheckMessage]:
-    """Warn about executor types (the default, and every host's) that no installed plugin provides."""
+    """Warn when no installed plugin provides the default executor type."""
     from container_manager.conf import app_settings
     from container_manager.executors.registry import get_plugin_manager
 
@@ -36,30 +37,76 @@ def check_executor_plugins(
     except ContainerManagerError as exc:
         return [Error(f"Executor plugins could not be loaded: {exc}", id="container_manager.E002")]
     try:
-        wanted: dict[str, str] = {
-            app_settings().DEFAULT_EXECUTOR_TYPE: "CONTAINER_MANAGER['DEFAULT_EXECUTOR_TYPE']"
-        }
+        default = app_settings().DEFAULT_EXECUTOR_TYPE
     except ImproperlyConfigured:
-        wanted = {}  # check_settings reports it
-    # Django passes ``databases`` only when checks may query (migrate, check --database).
-    for alias in databases or ():
-        wanted.update({t: f"executor hosts ({alias})" for t in _host_types(alias) if t not in wanted})
+        return []  # check_settings reports it
+    if default in installed:
+        return []
     return [
         Warning(
-            str(NoExecutorPlugin(executor_type, sorted(installed))),
-            hint=f"Used by {where}.",
+            str(NoExecutorPlugin(default, sorted(installed))),
+            hint="Used by CONTAINER_MANAGER['DEFAULT_EXECUTOR_TYPE'].",
             id="container_manager.W001",
         )
-        for executor_type, where in sorted(wanted.items())
-        if executor_type not in installed
     ]
 
 
-def _host_types(alias: str) -> set[str]:
-    from container_manager.models import ExecutorHost
+# Host names a W002 warning lists before it says "and N more".
+HOSTS_NAMED = 10
+
+
+def check_host_plugins(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """Warn about active hosts whose executor type no installed plugin provides.
+
+    Not tagged ``database``, so a plain ``manage.py check`` (and ``runserver``, ``migrate``) runs it:
+    such a host is marked unhealthy by every worker and runs none of its jobs. Before the first
+    migrate, or with the database unreachable, there is nothing to read and it says nothing.
+    """
+    from container_manager.executors.registry import get_plugin_manager
 
     try:
-        return set(ExecutorHost.objects.using(alias).values_list("executor_type", flat=True).distinct())
+        installed = get_plugin_manager().executor_types()
+    except ContainerManagerError:
+        return []  # check_executor_plugins reports it (E002)
+    hosts = _active_hosts()
+    missing: dict[str, list[str]] = {}
+    for name, executor_type in hosts:
+        if executor_type not in installed:
+            missing.setdefault(executor_type, []).append(name)
+    warnings: list[CheckMessage] = []
+    for executor_type, names in sorted(missing.items()):
+        shown = ", ".join(sorted(names)[:HOSTS_NAMED])
+        more = f" and {len(names) - HOSTS_NAMED} more" if len(names) > HOSTS_NAMED else ""
+        warnings.append(
+            Warning(
+                str(NoExecutorPlugin(executor_type, sorted(installed))),
+                hint=(
+                    f"Used by the active executor {'host' if len(names) == 1 else 'hosts'} {shown}{more}: "
+                    "workers mark them unhealthy and run none of their jobs until the plugin is "
+                    "installed or the hosts are deactivated."
+                ),
+                id="container_manager.W002",
+            )
+        )
+    return warnings
+
+
+def _active_hosts() -> list[tuple[str, str]]:
+    """Return (name, executor_type) of every active host; nothing before migrate or without a database."""
+    from django.db import connections, router
+
+    from container_manager.models import ExecutorHost
+
+    alias = router.db_for_read(ExecutorHost)
+    connection = connections[alias]
+    name = str(connection.settings_dict.get("NAME") or "")
+    if connection.vendor == "sqlite" and name and "memory" not in name and not Path(name).exists():
+        return []  # No database file yet: connecting would create an empty one.
+    try:
+        if ExecutorHost._meta.db_table not in connection.introspection.table_names():
+            return []  # Before the first migrate.
+        return list(
+            ExecutorHost.objects.using(alias).filter(is_active=True).values_list("name", "executor_type")
+        )
     except DatabaseError:
-        # Before the first migrate the table does not exist yet; nothing uses any type then.
-        return set()
+        return []  # Unreachable: the check cannot tell, and must not fail the command for it.
