@@ -49,7 +49,14 @@ TEMPLATES = [
 def _database() -> dict[str, object]:
     url = os.environ.get("CM_TEST_DATABASE_URL")
     if not url:
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "test.sqlite3"}
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": BASE_DIR / "test.sqlite3",
+            # A file, not memory, so worker subprocesses share the test database (one per session).
+            "TEST": {"NAME": str(BASE_DIR / f"test_{os.getpid()}.sqlite3")},
+            # A test database need not survive a power cut; WAL lets the worker write while tests read.
+            "OPTIONS": {"init_command": "PRAGMA synchronous=OFF; PRAGMA journal_mode=WAL;"},
+        }
     parsed = urlparse(url)
     name = parsed.path.lstrip("/")
     return {
