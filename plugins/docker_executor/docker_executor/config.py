@@ -17,6 +17,7 @@ import docker.constants
 import docker.utils
 
 from container_manager_core.types import HostSpec, Violation
+from docker_executor.rules import host_config_violations
 
 # The oldest engine API this plugin can build every job's request for: docker-py refuses `init`
 # below 1.25 and bind `mounts` below 1.30 (it supports 1.24 and up). The newest is docker-py's own.
@@ -138,3 +139,5 @@ def config_violations(host: HostSpec) -> Iterator[Violation]:
     yield from _check_log_cap(host, config)
     yield from _check_api_version(host, config)
     yield from _check_types(host, config)
+    # The security of the defaults every job inherits (networks, engine logs, init): the guard's rules.
+    yield from host_config_violations(config)

@@ -54,7 +54,6 @@ from docker_executor.networks import join_networks, require_networks
 from docker_executor.oom import oom_event_seen, oom_killed
 from docker_executor.payload import CreatePayload, build_create_payload
 from docker_executor.records import Recent
-from docker_executor.rules import host_config_violations
 from docker_executor.state import execution_state, never_started, parse_engine_time
 from docker_executor.usage import SampleCache, cgroup_sample, stats_sample
 from docker_executor.waiting import wait_for_exit_events
@@ -93,7 +92,8 @@ class DockerExecutor(ExecutorPlugin):
 
     @hookimpl
     def validate_host(self, host: HostSpec) -> list[Violation]:
-        """Return the problems with a Docker host's configuration (see :mod:`docker_executor.config`)."""
+        """Return the problems with a Docker host's configuration: its keys and values, and the defaults
+        that would weaken every job's container (see :mod:`docker_executor.config`)."""
         return list(config_violations(host)) if self._mine(host) else []
 
     # Connections ---------------------------------------------------------------------------------
@@ -126,13 +126,6 @@ class DockerExecutor(ExecutorPlugin):
                 )
                 self._monitors[key] = monitor
             return monitor
-
-    # Policy --------------------------------------------------------------------------------------
-
-    @hookimpl
-    def validate_host(self, host: HostSpec) -> list[Violation]:
-        """Refuse host defaults that would weaken every job's container (networks, logs, init)."""
-        return list(host_config_violations(host.config)) if self._mine(host) else []
 
     @hookimpl
     def validate_job(self, host: HostSpec | None, job: JobSpec) -> list[Violation]:
