@@ -27,7 +27,8 @@ MAX_API_VERSION = str(docker.constants.DEFAULT_DOCKER_API_VERSION)
 MAX_LOG_CAP_BYTES = 64 * 1024 * 1024
 _API_VERSION = re.compile(r"[0-9]+\.[0-9]+")
 _SECONDS_KEYS = ("timeout", "health_timeout", "pull_timeout")
-_FLAG_KEYS = ("use_init", "allow_insecure_tcp", "allow_insecure_tls")
+# use_init is read by the guard's rules (it may only be true), not as a free flag.
+_FLAG_KEYS = ("allow_insecure_tcp", "allow_insecure_tls")
 
 KNOWN_KEYS = frozenset(
     {
@@ -73,12 +74,6 @@ def _positive_seconds(value: Any) -> bool:
     )
 
 
-def _file_count(value: Any) -> bool:
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        value = int(value)
-    return not isinstance(value, bool) and isinstance(value, int) and value >= 1
-
-
 def _check_keys(host: HostSpec, config: Mapping[str, Any]) -> Iterator[Violation]:
     for key in sorted(set(config) - KNOWN_KEYS, key=str):
         yield _bad(
@@ -118,8 +113,6 @@ def _check_types(host: HostSpec, config: Mapping[str, Any]) -> Iterator[Violatio
         *((key, lambda v: isinstance(v, bool), "true or false") for key in _FLAG_KEYS),
         ("registry_auth", lambda v: isinstance(v, Mapping), "an object (username, password, ...)"),
         ("default_network", lambda v: isinstance(v, str) and bool(v), "a network name"),
-        ("log_max_size", lambda v: isinstance(v, str) and bool(v), "a size such as '10m'"),
-        ("log_max_file", _file_count, "a whole number of files, at least 1"),
         (
             "allowed_registries",
             lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(e, str) for e in v)),
@@ -132,12 +125,19 @@ def _check_types(host: HostSpec, config: Mapping[str, Any]) -> Iterator[Violatio
 
 
 def config_violations(host: HostSpec) -> Iterator[Violation]:
-    """Yield every problem with a Docker host's configuration (nothing for a usable one)."""
+    """Yield every problem with a Docker host's configuration (nothing for a usable one).
+
+    First the keys and the values' types and bounds; once those hold, the safety of the defaults every
+    job inherits (networks, engine logs, init), read by the guard's own rules.
+    """
     config = host.config
-    yield from _check_keys(host, config)
-    yield from _check_seconds(host, config)
-    yield from _check_log_cap(host, config)
-    yield from _check_api_version(host, config)
-    yield from _check_types(host, config)
-    # The security of the defaults every job inherits (networks, engine logs, init): the guard's rules.
-    yield from host_config_violations(config)
+    problems = [
+        *_check_keys(host, config),
+        *_check_seconds(host, config),
+        *_check_log_cap(host, config),
+        *_check_api_version(host, config),
+        *_check_types(host, config),
+    ]
+    yield from problems
+    if not problems:
+        yield from host_config_violations(config)

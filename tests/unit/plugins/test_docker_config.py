@@ -107,12 +107,9 @@ def test_unknown_keys_are_refused_naming_the_known_ones():
 @pytest.mark.parametrize(
     ("key", "value"),
     [
-        ("use_init", "yes"),
         ("allow_insecure_tcp", 1),
         ("registry_auth", "bot:pass"),
         ("default_network", ""),
-        ("log_max_size", 10),
-        ("log_max_file", 0),
         ("allowed_registries", [1]),
     ],
 )
@@ -120,6 +117,20 @@ def test_other_keys_have_their_types(key: str, value: Any):
     [(code, message)] = problems(**{key: value})
     assert code == "docker_config_invalid_value"
     assert message.startswith(f"Docker host 'd1': {key} must be ")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("log_max_size", 10, "log_limits_invalid"),
+        ("log_max_file", 0, "log_limits_invalid"),
+        ("use_init", False, "init_disabled"),
+    ],
+)
+def test_engine_log_and_init_settings_are_read_by_the_guards_rules(key: str, value: Any, expected: str):
+    """One reading of these keys: the one the payload guard applies (docker_executor.rules)."""
+    [(code, _message)] = problems(**{key: value})
+    assert code == expected
 
 
 def test_every_problem_is_reported_at_once():
