@@ -73,9 +73,9 @@ def install(path: str) -> None:
         connection._bench_counted = True
         # The first connection comes after the apps are loaded: the worker's classes can be wrapped now.
         _time_cpu("container_manager_core.plugins", "PluginManager", *_EXECUTOR_CALLS)
-        _time_cpu(
-            "container_manager.worker.worker", "Worker", "_step", "_claim", "_record_running", "_record_exit"
-        )
+        _time_cpu("container_manager.worker.worker", "Worker", "_step", "_claim")
+        # The running and exit writes, recorded from the runners' reports.
+        _time_cpu("container_manager.worker.reports", "Recorder", "_running", "_exit")
 
         def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
             _count("sql:" + sql.split(None, 1)[0].upper())

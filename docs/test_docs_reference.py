@@ -784,8 +784,7 @@ def test_state_diagram_matches_the_state_machine() -> None:
 
 
 def test_termination_reason_table() -> None:
-    from container_manager.states import TerminationReason
-    from container_manager.worker.outcome import RETRYABLE
+    from container_manager.states import RETRYABLE, TerminationReason
 
     rows = {unquote(row["Reason"]): row for row in table("API.md", "termination reasons")}
     assert set(rows) == {str(r) for r in TerminationReason}

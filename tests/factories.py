@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.utils import timezone
@@ -19,6 +20,17 @@ _PATHS: dict[JobStatus, tuple[JobStatus, ...]] = {
     JobStatus.TIMEOUT: (JobStatus.LAUNCHING, JobStatus.RUNNING, JobStatus.TIMEOUT),
     JobStatus.RETRYING: (JobStatus.LAUNCHING, JobStatus.RUNNING, JobStatus.RETRYING),
     JobStatus.CANCELLED: (JobStatus.CANCELLED,),
+}
+
+
+# The worker the factory's claims are made for.
+TEST_WORKER = "test-worker"
+# The reason each ending records, so the job lands in the status wanted.
+_ENDINGS = {
+    JobStatus.COMPLETED: TerminationReason.COMPLETED,
+    JobStatus.FAILED: TerminationReason.NON_ZERO_EXIT,
+    JobStatus.TIMEOUT: TerminationReason.TIMEOUT,
+    JobStatus.RETRYING: TerminationReason.NON_ZERO_EXIT,
 }
 
 
@@ -51,25 +63,32 @@ def make_job(*, host: ExecutorHost | None = None, **kwargs: Any) -> ContainerJob
 
 
 def advance(job: ContainerJob, status: JobStatus, **fields: Any) -> ContainerJob:
-    """Walk ``job`` from PENDING to ``status`` through legal transitions, as a worker would."""
-    now = timezone.now()
+    """Walk ``job`` from PENDING to ``status`` through the event methods a worker (or a person) calls.
+
+    ``fields`` go with the last step: a finished job's result fields (``last_error`` becomes the
+    error recorded with the exit), or nothing else.
+    """
     for step in _PATHS[status]:
-        changes: dict[str, Any] = {}
+        last = fields if step == status else {}
         if step == JobStatus.LAUNCHING:
-            # worker_id is a guard in _transition, not a change: a worker claims with its own UPDATE.
-            changes = {"launched_at": now}
-        elif step == JobStatus.RUNNING:
-            changes = {"execution_id": f"exec-{job.pk}", "started_at": now}
-        elif step == JobStatus.COMPLETED:
-            changes = {"exit_code": 0, "termination_reason": TerminationReason.COMPLETED, "completed_at": now}
-        elif step in (JobStatus.FAILED, JobStatus.TIMEOUT):
-            reason = (
-                TerminationReason.NON_ZERO_EXIT if step == JobStatus.FAILED else TerminationReason.TIMEOUT
+            host = job.docker_host or make_host()
+            now = timezone.now()
+            (job,) = ContainerJob.mark_launching(
+                [job], host=host, worker_id=TEST_WORKER, lease_expires_at=now + timedelta(seconds=60), now=now
             )
-            changes = {"exit_code": 1, "termination_reason": reason, "completed_at": now}
+        elif step == JobStatus.RUNNING:
+            job.mark_running(job.owner(), execution_id=f"exec-{job.pk}")
         elif step == JobStatus.CANCELLED:
-            changes = {"termination_reason": TerminationReason.CANCELLED, "completed_at": now}
-        if step == status:
-            changes.update(fields)
-        job._transition(step, **changes)
+            job.request_cancel()
+        else:
+            result = {"exit_code": 0 if step == JobStatus.COMPLETED else 1, **last}
+            error = result.pop("last_error", "")
+            job.record_exit(
+                job.owner(),
+                _ENDINGS[step],
+                result=result,
+                error=error,
+                # An engine that went away under the job: retried at once, whatever max_retries says.
+                interrupted=step == JobStatus.RETRYING,
+            )
     return job

@@ -46,14 +46,15 @@ def test_the_claim_guard_refuses_a_job_that_left_the_queue(
     host: ExecutorHost, monkeypatch: pytest.MonkeyPatch
 ):
     job = make_job(host)
-    real_claim_rows = claim_sql.claim_rows
+    real_candidates = claim_sql.candidates
 
-    def cancel_first(*args: Any, **kwargs: Any) -> int:
+    def cancel_after_reading(*args: Any, **kwargs: Any) -> list[ContainerJob]:
         # A person cancels between the worker's read and its UPDATE.
-        ContainerJob.objects.filter(pk=job.pk).update(status=JobStatus.CANCELLED)
-        return real_claim_rows(*args, **kwargs)
+        read = real_candidates(*args, **kwargs)
+        ContainerJob.objects.get(pk=job.pk).request_cancel()
+        return read
 
-    monkeypatch.setattr(claim_sql, "claim_rows", cancel_first)
+    monkeypatch.setattr(claim_sql, "candidates", cancel_after_reading)
     assert claim() == []
     job.refresh_from_db()
     assert (job.status, job.worker_id, job.attempt) == (JobStatus.CANCELLED, "", 0)

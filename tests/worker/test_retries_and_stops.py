@@ -14,8 +14,7 @@ from mock_executor.plugin import MockExecutor
 from container_manager import signals
 from container_manager.conf import app_settings
 from container_manager.models import ContainerJob, ExecutorHost
-from container_manager.states import JobStatus, TerminationReason
-from container_manager.worker.outcome import backoff_seconds
+from container_manager.states import JobStatus, TerminationReason, backoff_seconds
 from tests.worker.conftest import make_job
 
 pytestmark = pytest.mark.django_db

@@ -1,16 +1,20 @@
-"""Hosts, environment templates and jobs, with the one guarded way to change a job's status."""
+"""Hosts, environment templates and jobs; a job's status changes only through its event methods."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import uuid
-from collections.abc import Collection, Iterable
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.validators import MinValueValidator
-from django.db import DEFAULT_DB_ALIAS, models, router, transaction
+from django.db import DEFAULT_DB_ALIAS, DataError, IntegrityError, connection, models, router, transaction
 from django.db.models.expressions import Combinable
 from django.db.models.functions import Concat
 from django.utils import timezone
@@ -30,6 +34,7 @@ from container_manager.states import (
     CancelOutcome,
     JobStatus,
     TerminationReason,
+    settle,
     sources_of,
 )
 from container_manager_core.envfile import EnvSyntaxError, parse_env_text
@@ -481,31 +486,43 @@ class ContainerJob(models.Model):
         violations = (manager or get_plugin_manager()).validate_job(host, spec, settings.policy_limits())
         return [*violations, *validation.retry_violations(self.max_retries, settings.MAX_RETRIES)]
 
-    # The one way to change status ------------------------------------------------------------------
+    # The state machine: one guarded write per event ------------------------------------------------
+    #
+    # Every status change is one of the event methods below. Each owns its guard (the sources the
+    # TRANSITIONS table allows, narrowed to the event's own, and the worker's claim when a worker
+    # writes) and its signal, and writes through _transition (or, for a claim, _claim_rows). No
+    # other code assigns ``status``.
 
     def _transition(
         self,
         to: JobStatus,
+        changes: Mapping[str, Any],
         *,
-        worker_id: str | None = None,
-        attempt: int | None = None,
-        from_statuses: Iterable[JobStatus] | None = None,
-        **changes: Any,
+        owner: Owner | None = None,
+        sources: Collection[JobStatus] | None = None,
     ) -> None:
         """Move this job to ``to`` with one conditional UPDATE; raise if another writer got there first.
 
-        ``worker_id``/``attempt`` (when given) must still match the row, so a worker that lost its
-        claim cannot write; ``from_statuses`` narrows the legal sources further. ``changes`` may hold
-        expressions (``F("retry_count") + 1``); those fields are re-read. Signals fire after commit.
+        ``changes`` are the fields written with the status, and only that: what the row must still
+        hold is given apart, as ``owner`` (the claim a worker's write needs) and ``sources``
+        (narrowing the table's legal sources), so a written value can never become a condition.
+        ``changes`` may hold expressions (``F("retry_count") + 1``); those fields are re-read.
+        The signals are sent after commit.
         """
         to = JobStatus(to)
-        sources = sources_of(to)
-        if from_statuses is not None:
-            sources &= frozenset(JobStatus(s) for s in from_statuses)
+        if "status" in changes:
+            raise ValueError("The status is the transition's target, not one of its changes.")
+        allowed = sources_of(to)
+        if sources is not None:
+            allowed &= frozenset(JobStatus(s) for s in sources)
         old = self.status
-        if not sources or not self._guarded_update(sources, worker_id, attempt, {"status": to, **changes}):
+        if not allowed or not self._guarded_update(allowed, owner, {"status": to, **changes}):
             current = type(self).objects.filter(pk=self.pk).values_list("status", flat=True).first()
             raise InvalidStateTransition(self.pk, current, to)
+        self._landed(old, to, changes)
+
+    def _landed(self, old: str, to: JobStatus, changes: Mapping[str, Any]) -> None:
+        """Bring the instance up to the row just written, and send the signals once committed."""
         computed = [field for field, value in changes.items() if isinstance(value, Combinable)]
         for field, value in changes.items():
             if field not in computed:
@@ -515,20 +532,16 @@ class ContainerJob(models.Model):
         self.status = to
         transaction.on_commit(lambda: signals.send_transition(self, old, to))
 
-    def _guarded_update(
-        self, sources: Collection[str], worker_id: str | None, attempt: int | None, changes: dict[str, Any]
-    ) -> int:
-        """UPDATE this row if its status is in ``sources`` (and the owner matches); return the count."""
+    def _guarded_update(self, sources: Collection[str], owner: Owner | None, changes: dict[str, Any]) -> int:
+        """UPDATE this row if its status is in ``sources`` (and ``owner`` still holds it); return the count."""
         model = type(self)
         known = sqltext.fields(model)
         plain = all(field in known and sqltext.is_plain(known[field], v) for field, v in changes.items())
         # sqltext speaks to the default database; a router that sends writes elsewhere gets the ORM.
         if not plain or router.db_for_write(model, instance=self) != DEFAULT_DB_ALIAS:
             query = model.objects.filter(pk=self.pk, status__in=sources)  # Expressions: the ORM.
-            if worker_id is not None:
-                query = query.filter(worker_id=worker_id)
-            if attempt is not None:
-                query = query.filter(attempt=attempt)
+            if owner is not None:
+                query = query.filter(worker_id=owner.worker_id, attempt=owner.attempt)
             return query.update(**changes)
         # Plain values, the worker's path for every job: the same UPDATE, without compiling it.
         statuses = sorted(sources)
@@ -538,11 +551,40 @@ class ContainerJob(models.Model):
             f" AND {sqltext.name(model, 'status')} IN ({sqltext.placeholders(statuses)})"
         )
         params: list[Any] = [sqltext.prepared(model, pk, self.pk), *statuses]
-        for field, value in (("worker_id", worker_id), ("attempt", attempt)):
-            if value is not None:
-                where += f" AND {sqltext.name(model, field)} = %s"
-                params.append(value)
+        if owner is not None:
+            where += f" AND {sqltext.name(model, 'worker_id')} = %s AND {sqltext.name(model, 'attempt')} = %s"
+            params += [owner.worker_id, owner.attempt]
         return sqltext.update(model, changes, where, params)
+
+    def _owned_transition(
+        self, to: JobStatus, changes: Mapping[str, Any], owner: Owner, sources: Collection[JobStatus]
+    ) -> None:
+        """A worker's transition; idempotent for the owner, whose earlier write may have landed unseen.
+
+        A write can land although the database reported an error (a commit reply lost in a
+        restart): tried again, the guarded UPDATE finds nothing to move, yet the row is the
+        owner's and already where the write was taking it. That counts as done, and its signals,
+        never sent, are sent now. Anything else raises InvalidStateTransition.
+        """
+        try:
+            self._transition(to, changes, owner=owner, sources=sources)
+        except InvalidStateTransition:
+            saved = self._owned_status(owner)
+            if saved != to:
+                raise
+            old = self.status
+            if old == to:
+                return
+            self._landed(old, to, {k: v for k, v in changes.items() if not isinstance(v, Combinable)})
+
+    def _owned_status(self, owner: Owner) -> str | None:
+        """Return the row's status if ``owner`` still holds it, else None."""
+        return (
+            type(self)
+            .objects.filter(pk=self.pk, worker_id=owner.worker_id, attempt=owner.attempt)
+            .values_list("status", flat=True)
+            .first()
+        )
 
     def append_event(self, message: str) -> None:
         """Add a timestamped line to ``docker_log`` (lifecycle events) in the database and in memory."""
@@ -551,6 +593,184 @@ class ContainerJob(models.Model):
         type(self).objects.filter(pk=self.pk).update(
             docker_log=Concat(models.F("docker_log"), models.Value(line))
         )
+
+    # Events a worker triggers ----------------------------------------------------------------------
+
+    @classmethod
+    def mark_launching(
+        cls,
+        jobs: Sequence[ContainerJob],
+        *,
+        host: ExecutorHost,
+        worker_id: str,
+        lease_expires_at: datetime,
+        now: datetime,
+    ) -> list[ContainerJob]:
+        """Claim ``jobs`` for ``worker_id`` on ``host`` (queued -> LAUNCHING); return those won.
+
+        One UPDATE for the whole batch, guarded by each row's status, so a job cancelled since it
+        was read is not claimed. Each won job gets a new ``attempt``: every later write of this
+        worker is guarded by the pair (``owner()``).
+        """
+        if not jobs:
+            return []
+        changes = {
+            "worker_id": worker_id,
+            "lease_expires_at": lease_expires_at,
+            "launched_at": now,
+            "stop_reason": "",
+        }
+        pks = [job.pk for job in jobs]
+        if _claim_rows(pks, _CLAIM_SOURCES, changes=changes, host_pk=host.pk) != len(jobs):
+            # The guard left a row out (a cancel between the read and the UPDATE): keep what was won.
+            kept = set(
+                cls.objects.filter(
+                    pk__in=pks, worker_id=worker_id, status=JobStatus.LAUNCHING, launched_at=now
+                ).values_list("pk", flat=True)
+            )
+            jobs = [job for job in jobs if job.pk in kept]
+        for job in jobs:
+            old = job.status
+            job.docker_host = host
+            job.attempt += 1
+            for field, value in changes.items():
+                setattr(job, field, value)
+            job.status = JobStatus.LAUNCHING
+            transaction.on_commit(functools.partial(signals.send_transition, job, old, JobStatus.LAUNCHING))
+        return list(jobs)
+
+    def owner(self) -> Owner:
+        """Return the claim this instance holds: its worker and attempt."""
+        return Owner(self.worker_id, self.attempt)
+
+    def mark_running(self, owner: Owner, *, execution_id: str) -> None:
+        """The owner's container was launched (or adopted): LAUNCHING -> RUNNING."""
+        changes: dict[str, Any] = {"execution_id": execution_id}
+        if self.started_at is None or self.status == JobStatus.LAUNCHING:
+            changes["started_at"] = timezone.now()
+        with _own_row_write(self):
+            self._owned_transition(JobStatus.RUNNING, changes, owner, {JobStatus.LAUNCHING})
+
+    def record_exit(
+        self,
+        owner: Owner,
+        reason: TerminationReason,
+        *,
+        result: Mapping[str, Any] | None = None,
+        error: str = "",
+        interrupted: bool = False,
+        settings: AppSettings | None = None,
+        now: datetime | None = None,
+    ) -> JobStatus:
+        """Save how the owner's run ended and move the job where ``reason`` leads; return that status.
+
+        ``result`` holds the harvested fields (exit code, logs, usage). The job is retried when
+        the reason and its counters allow (``states.settle``), else it finishes. A result the
+        database refuses for its own data (a value out of range, text it cannot hold) fails the
+        job as ``result_unstorable``, saying what it could not store; an error of the database
+        itself (a lost connection) is raised, for the worker to pause and try again.
+        """
+        now = now or timezone.now()
+        status, reason, bookkeeping = settle(
+            reason,
+            interrupted=interrupted,
+            retry_count=self.retry_count,
+            max_retries=self.max_retries,
+            interruption_count=self.interruption_count,
+            settings=settings or app_settings(),
+            now=now,
+        )
+        changes = {
+            **(result or {}),
+            **bookkeeping,
+            "termination_reason": reason,
+            "lease_expires_at": None,
+            "last_error": error,
+        }
+        try:
+            with _own_row_write(self):
+                self._owned_transition(status, changes, owner, ACTIVE_STATUSES)
+        except ROW_DATA_ERRORS as exc:
+            summary = ", ".join(f"{k}={_short(v)}" for k, v in (result or {}).items() if k in _SUMMARY_FIELDS)
+            self.fail(
+                owner,
+                TerminationReason.RESULT_UNSTORABLE,
+                f"The job's result could not be stored ({summary or 'no result'}): {_describe(exc)}. "
+                "Its output and usage were dropped.",
+                now=now,
+                extra={"stop_reason": (result or {}).get("stop_reason", "")},
+            )
+            return JobStatus.FAILED
+        return status
+
+    def fail_launch(self, owner: Owner, reason: TerminationReason, error: str) -> None:
+        """The owner could not launch the job (refused, no image, invalid spec): LAUNCHING -> FAILED."""
+        self.fail(owner, reason, error, sources={JobStatus.LAUNCHING})
+
+    def fail(
+        self,
+        owner: Owner,
+        reason: TerminationReason,
+        error: str,
+        *,
+        sources: Collection[JobStatus] = ACTIVE_STATUSES,
+        now: datetime | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        """End the owner's job as FAILED for ``reason`` without a result; never retried."""
+        changes = {
+            **(extra or {}),
+            "termination_reason": reason,
+            "last_error": error,
+            "lease_expires_at": None,
+            "completed_at": now or timezone.now(),
+        }
+        self._owned_transition(JobStatus.FAILED, changes, owner, sources)
+
+    def release(self, owner: Owner, error: str, *, unpin: bool) -> None:
+        """The host could not be reached at launch: LAUNCHING -> PENDING, no retry used up.
+
+        ``unpin`` lets the next claim place the job on another host (only for jobs the user did
+        not pin to this one).
+        """
+        changes: dict[str, Any] = {"lease_expires_at": None, "last_error": error}
+        if unpin:
+            changes["docker_host"] = None
+        self._owned_transition(JobStatus.PENDING, changes, owner, {JobStatus.LAUNCHING})
+
+    def take_over(self, *, worker_id: str, lease_seconds: float) -> bool:
+        """Become the owner of this active job, whose worker is gone; False if someone moved it first.
+
+        Not a status change: the claim moves to ``worker_id`` with a new attempt, so the previous
+        owner's writes, guarded by the old pair, can never land.
+        """
+        lease = timezone.now() + timedelta(seconds=lease_seconds)
+        won = (
+            type(self)
+            .objects.filter(pk=self.pk, status=self.status, worker_id=self.worker_id, attempt=self.attempt)
+            .update(worker_id=worker_id, attempt=models.F("attempt") + 1, lease_expires_at=lease)
+        )
+        if won:
+            self.worker_id = worker_id
+            self.attempt += 1
+            self.lease_expires_at = lease
+        return bool(won)
+
+    @classmethod
+    def renew_leases(cls, worker_id: str, job_pks: Collection[str], lease_seconds: float) -> set[str]:
+        """Extend the lease of every listed active job ``worker_id`` still owns; return the pks it lost.
+
+        A lost lease is not a status change: another worker took the job over (``take_over``), and
+        the one that lost it stops acting on it.
+        """
+        if not job_pks:
+            return set()
+        lease = timezone.now() + timedelta(seconds=lease_seconds)
+        owned = cls.objects.filter(pk__in=list(job_pks), worker_id=worker_id, status__in=ACTIVE_STATUSES)
+        if owned.update(lease_expires_at=lease) == len(job_pks):
+            return set()
+        still = {str(pk) for pk in owned.values_list("pk", flat=True)}
+        return set(map(str, job_pks)) - still
 
     # Events a person triggers (admin, API) ---------------------------------------------------------
 
@@ -566,10 +786,12 @@ class ContainerJob(models.Model):
                 try:
                     self._transition(
                         JobStatus.CANCELLED,
-                        from_statuses=CLAIMABLE_STATUSES,
-                        termination_reason=TerminationReason.CANCELLED,
-                        cancel_requested_at=now,
-                        completed_at=now,
+                        {
+                            "termination_reason": TerminationReason.CANCELLED,
+                            "cancel_requested_at": now,
+                            "completed_at": now,
+                        },
+                        sources=CLAIMABLE_STATUSES,
                     )
                 except InvalidStateTransition:
                     self.refresh_from_db(fields=["status", "cancel_requested_at"])
@@ -610,11 +832,11 @@ class ContainerJob(models.Model):
             previous += f" last_error={self.last_error!r}"
         line = f"{timezone.now().isoformat()} {previous}\n"
         # ``attempt`` is kept: it only grows, so a worker still holding an old attempt cannot write.
+        # The reset clears the claim (worker_id and all): changes, never conditions of the UPDATE.
         self._transition(
             JobStatus.PENDING,
-            from_statuses=FINISHED_STATUSES,
-            docker_log=Concat(models.F("docker_log"), models.Value(line)),
-            **_RESULT_RESET,
+            {**_RESULT_RESET, "docker_log": Concat(models.F("docker_log"), models.Value(line))},
+            sources=FINISHED_STATUSES,
         )
 
     def duplicate(self) -> ContainerJob:
@@ -642,7 +864,7 @@ class ContainerJob(models.Model):
 
 
 # What a re-queued job forgets: everything one run produced, and the claim.
-_RESULT_RESET: dict[str, Any] = {
+_RESULT_RESET: Final[Mapping[str, Any]] = {
     "execution_id": "",
     "exit_code": None,
     "termination_reason": "",
@@ -668,3 +890,73 @@ _RESULT_RESET: dict[str, Any] = {
     "next_attempt_at": None,
     "interruption_count": 0,
 }
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The claim a worker's write must still hold: the worker's id and the attempt it claimed.
+
+    A guard, never a change: a worker that lost the job (taken over, re-queued, cancelled) holds
+    an old pair, and its writes find no row to move.
+    """
+
+    worker_id: str
+    attempt: int
+
+
+# Jobs a claim may move to LAUNCHING, read from the transition table so the two cannot drift apart.
+_CLAIM_SOURCES: Final = tuple(sorted(sources_of(JobStatus.LAUNCHING) & CLAIMABLE_STATUSES))
+
+# Errors the database (or its driver, binding a value) raises for one row's data: a value out of
+# range or too long, text it cannot hold, a constraint. Retrying cannot help, so they end that job
+# alone. Errors of the database itself (OperationalError, InterfaceError: a lost connection, a
+# restart) are not among them: the worker pauses and tries the same write again.
+ROW_DATA_ERRORS: Final = (DataError, IntegrityError, OverflowError, ValueError)
+# The harvested fields a result_unstorable job's last_error still tells.
+_SUMMARY_FIELDS: Final = ("exit_code", "max_memory_usage", "cpu_usage_percent")
+
+
+def _own_row_write(job: ContainerJob) -> AbstractContextManager[Any]:
+    """Return a savepoint if a transaction is open, so a refused row leaves it usable; else nothing.
+
+    The worker runs in autocommit, where a refused UPDATE leaves nothing to roll back: its path
+    costs no extra statement.
+    """
+    using = router.db_for_write(type(job), instance=job)
+    if transaction.get_connection(using).in_atomic_block:
+        return transaction.atomic(using=using)
+    return contextlib.nullcontext()
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _describe(exc: BaseException, limit: int = 500) -> str:
+    text = f"{type(exc).__name__}: {str(exc).strip()}".replace("\x00", "\\x00")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _claim_rows(
+    pks: Collection[Any], claimable: Sequence[str], *, changes: Mapping[str, Any], host_pk: int
+) -> int:
+    """Move the listed jobs that are still claimable to LAUNCHING on ``host_pk``; return how many moved.
+
+    Written by hand (see sqltext.py): the ORM compiled this UPDATE again for every claim. The
+    status condition is the guard: a job cancelled since it was read stays where it is.
+    """
+    job = ContainerJob
+    pk = job._meta.pk
+    attempt = sqltext.column(job, "attempt")
+    where = (
+        f"{sqltext.name(job, pk.name)} IN ({sqltext.placeholders(pks)})"
+        f" AND {sqltext.name(job, 'status')} IN ({sqltext.placeholders(claimable)})"
+    )
+    return sqltext.update(
+        job,
+        {"status": JobStatus.LAUNCHING.value, "docker_host": host_pk, **changes},
+        where,
+        [*(pk.get_db_prep_value(value, connection) for value in pks), *claimable],
+        raw_assignments=[f"{attempt} = {attempt} + 1"],
+    )

@@ -17,20 +17,19 @@ def transition_in_child(database_name: str, job_pks: list[str], barrier: Any, re
 
     # The parent's test run created its own database; aim this process at it before connecting.
     settings.DATABASES["default"]["NAME"] = database_name
-    from container_manager.exceptions import InvalidStateTransition
+    from django.utils import timezone
+
     from container_manager.models import ContainerJob
-    from container_manager.states import JobStatus
 
     try:
         for job_pk in job_pks:
             job = ContainerJob.objects.get(pk=job_pk)
             barrier.wait(timeout=30)
-            try:
-                job._transition(JobStatus.LAUNCHING, execution_id=f"pid-{os.getpid()}")
-            except InvalidStateTransition:
-                results.put((job_pk, "lost", os.getpid()))
-            else:
-                results.put((job_pk, "won", os.getpid()))
+            now = timezone.now()
+            won = ContainerJob.mark_launching(
+                [job], host=job.docker_host, worker_id=f"pid-{os.getpid()}", lease_expires_at=now, now=now
+            )
+            results.put((job_pk, "won" if won else "lost", os.getpid()))
     except Exception as exc:
         results.put(("", "error", repr(exc)))
     finally:

@@ -1,4 +1,4 @@
-"""Two racers moving one job: the guarded UPDATE lets exactly one of them win (PostgreSQL)."""
+"""Two racers claiming one job: the guarded UPDATE lets exactly one of them win (PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import threading
 
 import pytest
 from django.db import connection, connections
+from django.utils import timezone
 
-from container_manager.exceptions import InvalidStateTransition
 from container_manager.models import ContainerJob
 from container_manager.states import JobStatus
 from tests.factories import make_job
@@ -28,11 +28,11 @@ def _race_in_threads(job_pk: str) -> list[str]:
         try:
             job = ContainerJob.objects.get(pk=job_pk)
             barrier.wait(timeout=30)
-            try:
-                job._transition(JobStatus.LAUNCHING, execution_id=name)
-                outcome = "won"
-            except InvalidStateTransition:
-                outcome = "lost"
+            now = timezone.now()
+            won = ContainerJob.mark_launching(
+                [job], host=job.docker_host, worker_id=name, lease_expires_at=now, now=now
+            )
+            outcome = "won" if won else "lost"
             with lock:
                 outcomes.append(outcome)
         finally:
@@ -54,7 +54,7 @@ def test_two_threads_one_winner(host):
         assert sorted(outcomes) == ["lost", "won"]
         job.refresh_from_db()
         assert job.status == JobStatus.LAUNCHING
-        assert job.execution_id in {"thread-0", "thread-1"}
+        assert (job.worker_id, job.attempt) in {("thread-0", 1), ("thread-1", 1)}
 
 
 @pytest.mark.slow
@@ -83,5 +83,5 @@ def test_two_processes_one_winner(host):
         mine = sorted((kind, pid) for job_pk, kind, pid in outcomes if job_pk == pk)
         assert [kind for kind, _ in mine] == ["lost", "won"], mine
         job = ContainerJob.objects.get(pk=pk)
-        assert (job.status, job.execution_id) == (JobStatus.LAUNCHING, f"pid-{mine[1][1]}")
+        assert (job.status, job.worker_id, job.attempt) == (JobStatus.LAUNCHING, f"pid-{mine[1][1]}", 1)
     assert {pid for _, _, pid in outcomes} == {p.pid for p in processes}

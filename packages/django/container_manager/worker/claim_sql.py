@@ -1,13 +1,14 @@
-"""The claim's statements as plain SQL text (see container_manager/sqltext.py for why).
+"""The claim's reads as plain SQL text (see container_manager/sqltext.py for why).
 
 Built with the ORM, the claim's reads and its UPDATE were compiled again for each claim: about
 7 ms of CPU per job under the benchmark's load, the largest single share of the worker's CPU.
-The database receives the same statements as before.
+The database receives the same statements as before. The claim's UPDATE, the one status change
+among them, is ``ContainerJob.mark_launching``'s, with the other transitions in models.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +17,7 @@ from django.db import connection
 from container_manager import sqltext
 from container_manager.models import ContainerJob, ExecutorHost
 from container_manager.sqltext import name, placeholders
-from container_manager.states import ACTIVE_STATUSES, JobStatus
+from container_manager.states import ACTIVE_STATUSES
 
 
 def _when(value: datetime) -> Any:
@@ -107,27 +108,3 @@ def candidates(
         + _for_update(skip_locked=True, of=None),
     )
     return [loaded for loaded, _ in sqltext.load(job, sql, params)]
-
-
-def claim_rows(
-    pks: Collection[Any], claimable: Sequence[str], *, changes: Mapping[str, Any], host_pk: int
-) -> int:
-    """Move the listed jobs that are still claimable to LAUNCHING on ``host_pk``; return how many moved.
-
-    ``changes`` holds the claim's other fields (worker, lease, timestamps) by field name. The status
-    condition is the guard: a job cancelled since it was read stays where it is.
-    """
-    job = ContainerJob
-    pk = job._meta.pk
-    attempt = sqltext.column(job, "attempt")
-    where = (
-        f"{name(job, pk.name)} IN ({placeholders(pks)})"
-        f" AND {name(job, 'status')} IN ({placeholders(claimable)})"
-    )
-    return sqltext.update(
-        job,
-        {"status": JobStatus.LAUNCHING.value, "docker_host": host_pk, **changes},
-        where,
-        [*(pk.get_db_prep_value(value, connection) for value in pks), *claimable],
-        raw_assignments=[f"{attempt} = {attempt} + 1"],
-    )

@@ -1,21 +1,23 @@
-"""Claim jobs with guarded UPDATEs, renew the claims' leases, and take over jobs whose worker vanished."""
+"""Claim jobs: lock the hosts, read the due jobs, place each on a host with room, and claim them.
+
+The claim itself (queued -> LAUNCHING) is ``ContainerJob.mark_launching``; leases and takeovers
+are ``ContainerJob.renew_leases`` and ``ContainerJob.take_over``.
+"""
 
 from __future__ import annotations
 
-import functools
 import random
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import F, prefetch_related_objects
+from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
-from container_manager import signals
 from container_manager.health import refuse_if_unusable
 from container_manager.models import ContainerJob, ExecutorHost
-from container_manager.states import ACTIVE_STATUSES, CLAIMABLE_STATUSES, JobStatus, sources_of
+from container_manager.states import CLAIMABLE_STATUSES, JobStatus, sources_of
 from container_manager.worker import claim_sql
 
 # Jobs a claim may move to LAUNCHING, read from the transition table so the two cannot drift apart.
@@ -86,6 +88,7 @@ def claim_jobs(
         if any(job.environment_template_id is not None for job in candidates):
             prefetch_related_objects(candidates, "environment_template")  # to_spec reads it
         placed: dict[int, list[ContainerJob]] = {}
+        pinned = {job.pk for job in candidates if job.docker_host_id is not None}
         for job in candidates:
             if sum(map(len, placed.values())) >= limit:
                 break
@@ -99,56 +102,10 @@ def claim_jobs(
                 room[target] -= 1
                 placed.setdefault(target, []).append(job)
         lease = now + timedelta(seconds=lease_seconds)
-        changes = {"worker_id": worker_id, "lease_expires_at": lease, "launched_at": now, "stop_reason": ""}
         for host_pk, jobs in placed.items():
-            pks = [job.pk for job in jobs]
-            count = claim_sql.claim_rows(pks, _CLAIM_SOURCES, changes=changes, host_pk=host_pk)
-            if count != len(jobs):
-                # The guard lost a row (a cancel between read and UPDATE): keep only what was won.
-                kept = set(
-                    ContainerJob.objects.filter(pk__in=pks, worker_id=worker_id, status=JobStatus.LAUNCHING)
-                    .filter(launched_at=now)
-                    .values_list("pk", flat=True)
-                )
-                jobs = [job for job in jobs if job.pk in kept]
-            for job in jobs:
-                old = job.status
-                pinned = job.docker_host_id is not None
-                job.status, job.docker_host, job.attempt = (
-                    JobStatus.LAUNCHING,
-                    by_pk[host_pk],
-                    job.attempt + 1,
-                )
-                for field, value in changes.items():
-                    setattr(job, field, value)
-                won.append(Claim(job, pinned))
-                transaction.on_commit(
-                    functools.partial(signals.send_transition, job, old, JobStatus.LAUNCHING)
-                )
+            claimed = ContainerJob.mark_launching(
+                jobs, host=by_pk[host_pk], worker_id=worker_id, lease_expires_at=lease, now=now
+            )
+            won.extend(Claim(job, pinned=job.pk in pinned) for job in claimed)
     # The candidates query reads up to twice the limit, so rows beyond those placed are due jobs left.
     return ClaimRound(won, more_due=len(candidates) > sum(map(len, placed.values())))
-
-
-def renew_leases(worker_id: str, job_pks: Collection[str], lease_seconds: float) -> set[str]:
-    """Extend the lease of every listed job this worker still owns, in one UPDATE; return the lost ones."""
-    if not job_pks:
-        return set()
-    lease = timezone.now() + timedelta(seconds=lease_seconds)
-    owned = ContainerJob.objects.filter(pk__in=list(job_pks), worker_id=worker_id, status__in=ACTIVE_STATUSES)
-    if owned.update(lease_expires_at=lease) == len(job_pks):
-        return set()
-    still = {str(pk) for pk in owned.values_list("pk", flat=True)}
-    return set(map(str, job_pks)) - still
-
-
-def take_over(job: ContainerJob, *, worker_id: str, lease_seconds: float) -> bool:
-    """Become the owner of an active job whose worker is gone; False if someone else moved it first."""
-    lease = timezone.now() + timedelta(seconds=lease_seconds)
-    won = ContainerJob.objects.filter(
-        pk=job.pk, status=job.status, worker_id=job.worker_id, attempt=job.attempt
-    ).update(worker_id=worker_id, attempt=F("attempt") + 1, lease_expires_at=lease)
-    if won:
-        job.worker_id = worker_id
-        job.attempt += 1
-        job.lease_expires_at = lease
-    return bool(won)

@@ -1,38 +1,20 @@
-"""Turn an exit into the job's final (or retrying) state and save it with one guarded UPDATE."""
+"""Read an exit: why the container ended, and the row fields its harvest fills in.
+
+Where that ending leads (final, or retried) is decided by ``states.settle``, and the job's
+``record_exit`` writes it.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from typing import Any
 
-from container_manager.conf import AppSettings
-from container_manager.models import ContainerJob
-from container_manager.states import JobStatus, TerminationReason
+from container_manager.states import TerminationReason
 from container_manager.worker.tracking import StopReason
 from container_manager_core.logtext import parse_json_output, storable_json, storable_text, strip_timestamps
 from container_manager_core.types import ExecutionLogs, ExecutionStatus, ResourceUsage
 
 # What the kernel's OOM killer leaves behind (128 + SIGKILL) when the engine did not flag it.
 OOM_EXIT_CODE = 137
-# Failures a job's max_retries may retry; policy violations and launch failures are never retried.
-RETRYABLE = frozenset(
-    {
-        TerminationReason.NON_ZERO_EXIT,
-        TerminationReason.OOM_KILLED,
-        TerminationReason.TIMEOUT,
-        TerminationReason.HOST_LOST,
-    }
-)
-# An engine that keeps restarting under a job eventually fails it rather than looping for ever.
-MAX_INTERRUPTIONS = 5
-# Pause before re-running an interrupted job: an engine stopping its containers is still shutting
-# down, and answers a create or start in that window with errors that are not the job's.
-INTERRUPTED_RERUN_SECONDS = 5.0
-_FINAL_STATUS = {
-    TerminationReason.COMPLETED: JobStatus.COMPLETED,
-    TerminationReason.CANCELLED: JobStatus.CANCELLED,
-    TerminationReason.TIMEOUT: JobStatus.TIMEOUT,
-}
 
 
 def termination_reason(status: ExecutionStatus, stop_reason: str) -> TerminationReason:
@@ -46,46 +28,6 @@ def termination_reason(status: ExecutionStatus, stop_reason: str) -> Termination
     if status.exit_code == 0:
         return TerminationReason.COMPLETED
     return TerminationReason.NON_ZERO_EXIT
-
-
-def backoff_seconds(retry_count: int, settings: AppSettings) -> float:
-    """Return the pause before retry number ``retry_count + 1``: base * 2**retry_count, capped."""
-    return float(
-        min(settings.RETRY_BACKOFF_MAX_SECONDS, settings.RETRY_BACKOFF_BASE_SECONDS * 2**retry_count)
-    )
-
-
-def settle(
-    job: ContainerJob,
-    reason: TerminationReason,
-    *,
-    interrupted: bool,
-    settings: AppSettings,
-    now: datetime,
-) -> tuple[JobStatus, TerminationReason, dict[str, Any]]:
-    """Return the status the job moves to, the reason to record, and the bookkeeping fields."""
-    if interrupted and reason not in (
-        TerminationReason.COMPLETED,
-        TerminationReason.CANCELLED,
-        TerminationReason.TIMEOUT,
-    ):
-        # The engine went away under the job (a restart kills its containers): not the job's failure.
-        reason = TerminationReason.HOST_LOST
-        if job.interruption_count < MAX_INTERRUPTIONS:
-            # Run it again shortly, without using up one of the job's retries.
-            bookkeeping = {
-                "interruption_count": job.interruption_count + 1,
-                "next_attempt_at": now + timedelta(seconds=INTERRUPTED_RERUN_SECONDS),
-            }
-            return JobStatus.RETRYING, reason, bookkeeping
-    if reason in RETRYABLE and job.retry_count < job.max_retries:
-        delay = timedelta(seconds=backoff_seconds(job.retry_count, settings))
-        return (
-            JobStatus.RETRYING,
-            reason,
-            {"retry_count": job.retry_count + 1, "next_attempt_at": now + delay},
-        )
-    return _FINAL_STATUS.get(reason, JobStatus.FAILED), reason, {"completed_at": now}
 
 
 def harvest_fields(
@@ -119,28 +61,3 @@ def harvest_fields(
             "cpu_usage_percent": usage.average_cpu_percent,
         }
     return fields
-
-
-def finish(
-    job: ContainerJob,
-    reason: TerminationReason,
-    *,
-    worker_id: str,
-    attempt: int,
-    interrupted: bool,
-    settings: AppSettings,
-    now: datetime,
-    fields: dict[str, Any] | None = None,
-    error: str = "",
-) -> JobStatus:
-    """Move an owned job to where ``reason`` leads; raise InvalidStateTransition if it was lost."""
-    status, reason, bookkeeping = settle(job, reason, interrupted=interrupted, settings=settings, now=now)
-    changes = {
-        **(fields or {}),
-        **bookkeeping,
-        "termination_reason": reason,
-        "lease_expires_at": None,
-        "last_error": error,
-    }
-    job._transition(status, worker_id=worker_id, attempt=attempt, **changes)
-    return status

@@ -14,9 +14,9 @@ from container_manager.conf import AppSettings
 from container_manager.health import refuse_if_unusable
 from container_manager.models import ContainerJob, ExecutorHost
 from container_manager.states import ACTIVE_STATUSES, JobStatus, TerminationReason
-from container_manager.worker import claims, outcome
 from container_manager.worker.hosts import mark_unreachable
 from container_manager.worker.logevents import log_event
+from container_manager.worker.reports import make_spec
 from container_manager.worker.tracking import Tracked
 from container_manager_core.errors import ExecutionNotFound, ExecutorError
 from container_manager_core.plugins import PluginManager
@@ -129,9 +129,7 @@ class Reconciler:
         result = []
         for job in stale:
             previous = job.worker_id
-            if not claims.take_over(
-                job, worker_id=self._worker_id, lease_seconds=self._settings.LEASE_SECONDS
-            ):
+            if not job.take_over(worker_id=self._worker_id, lease_seconds=self._settings.LEASE_SECONDS):
                 continue
             job.append_event(
                 f"Worker {self._worker_id} took over from {previous or 'nobody'} (attempt {job.attempt})."
@@ -141,19 +139,18 @@ class Reconciler:
             if job.status == JobStatus.LAUNCHING:
                 # Launching is idempotent: the plugin adopts a container that already has the job's name.
                 # A launching job's execution_id, if any, is its previous attempt's: remove that first.
-                follow.spec = job.to_spec()
+                follow.spec = make_spec(job, job.owner(), host.name)
+                if follow.spec is None:
+                    continue  # Failed as invalid_spec.
                 follow.previous_execution = job.execution_id
             elif job.execution_id in present:
                 follow.execution_id = job.execution_id
                 if job.timeout_seconds and job.started_at is not None:
                     follow.deadline = job.started_at.timestamp() + job.timeout_seconds
             else:
-                outcome.finish(
-                    job,
+                job.record_exit(
+                    job.owner(),
                     TerminationReason.HOST_LOST,
-                    worker_id=self._worker_id,
-                    attempt=job.attempt,
-                    interrupted=False,
                     settings=self._settings,
                     now=now,
                     error="The job's container vanished while no worker watched it.",

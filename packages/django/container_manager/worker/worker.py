@@ -18,32 +18,18 @@ from types import FrameType
 from typing import Any
 
 from django.db import DatabaseError, InterfaceError, connection
-from django.utils import timezone
 
 from container_manager.conf import AppSettings, app_settings
-from container_manager.exceptions import InvalidStateTransition
 from container_manager.executors.registry import get_plugin_manager
 from container_manager.models import ContainerJob
-from container_manager.security import log_policy_rejection
-from container_manager.states import ACTIVE_STATUSES, FINISHED_STATUSES, JobStatus, TerminationReason
-from container_manager.worker import claims, hosts, outcome
+from container_manager.worker import claims, hosts
 from container_manager.worker.logevents import log_event
 from container_manager.worker.outage import Outage
 from container_manager.worker.reconcile import Reconciler
+from container_manager.worker.reports import Next, Recorder
 from container_manager.worker.runner import Runner
-from container_manager.worker.tracking import (
-    Exited,
-    HostBack,
-    HostDown,
-    Launched,
-    LaunchRefused,
-    Report,
-    StopReason,
-    Tracked,
-    Vanished,
-)
+from container_manager.worker.tracking import Report, StopReason, Tracked
 from container_manager.worker.wakeup import QueueListener
-from container_manager_core.errors import PolicyViolationError
 from container_manager_core.plugins import PluginManager
 
 # How often running jobs are checked for a cancel request, at most.
@@ -120,6 +106,7 @@ class Worker:
             wake=self._wake.set,
         )
         self._reconciler = Reconciler(self.manager, worker_id=self.worker_id, settings=self.settings)
+        self._recorder = Recorder(worker_id=self.worker_id, settings=self.settings, manager=self.manager)
         self._claim_cadence = Every(self.poll_interval)
         # A fast queue poll must not turn into a fast cancel poll: cancels are rare and a second is prompt.
         self._cancel_cadence = Every(max(self.poll_interval, CANCEL_CHECK_SECONDS))
@@ -311,22 +298,11 @@ class Worker:
                 previous_execution=job.execution_id,
             )
             log_event("claimed", job=job.pk, host=host.name, attempt=job.attempt, worker=self.worker_id)
-            try:
-                tracked.spec = job.to_spec()
-            except (ValueError, TypeError) as exc:
-                self._fail_launch(
-                    tracked, TerminationReason.LAUNCH_FAILED, f"The job cannot be turned into a spec: {exc}"
-                )
-                continue
-            # The row may have been changed behind create_job's back, and the settings since: check
-            # again here, before anything is sent to the engine.
-            if violations := job.launch_violations(tracked.spec, tracked.host, self.settings, self.manager):
-                log_policy_rejection(tracked.spec, violations, host=tracked.host, source="launch")
-                self._fail_launch(
-                    tracked, TerminationReason.LAUNCH_FAILED, str(PolicyViolationError(violations))
-                )
-                continue
-            self._follow(tracked)
+            prepared = self._recorder.claimed(tracked)
+            if prepared.follow:
+                self._follow(tracked)
+            else:
+                self._carry_out(tracked, prepared)
 
     def _follow(self, tracked: Tracked) -> None:
         self.tracked[tracked.pk] = tracked
@@ -338,7 +314,7 @@ class Worker:
             self._follow(tracked)
 
     def _renew_leases(self) -> None:
-        lost = claims.renew_leases(self.worker_id, list(self.tracked), self.settings.LEASE_SECONDS)
+        lost = ContainerJob.renew_leases(self.worker_id, list(self.tracked), self.settings.LEASE_SECONDS)
         for pk in lost:
             self._abandon(pk, "lease lost: another worker took the job over")
 
@@ -388,150 +364,32 @@ class Worker:
             report = self._pending[0]
             # Identity, not the id: a job abandoned and then adopted again has a new Tracked.
             if self.tracked.get(report.tracked.pk) is report.tracked and not report.tracked.abandoned:
-                self._apply(report)
+                self._carry_out(report.tracked, self._recorder.apply(report))
             # Only drop a report once applied: a database error above leaves it for the next turn.
             self._pending.popleft()
 
-    def _apply(self, report: Report) -> None:
-        tracked = report.tracked
-        match report:
-            case Launched():
-                self._record_running(tracked, report)
-            case LaunchRefused():
-                self._fail_launch(tracked, report.reason, report.error)
-            case HostDown():
-                hosts.mark_unreachable(tracked.host_pk, report.error)
-                if report.during_launch:
-                    self._release(tracked, report.error)
-                else:
-                    tracked.job.append_event(f"Host {tracked.host.name} unreachable: {report.error}")
-            case HostBack():
-                self._health_cadence.soon()
-            case Exited():
-                self._record_exit(tracked, report)
-            case Vanished():
-                self._finish(
-                    tracked,
-                    TerminationReason.HOST_LOST,
-                    error="The container vanished before it was harvested.",
-                )
-
-    def _record_running(self, tracked: Tracked, report: Launched) -> None:
-        job = tracked.job
-        changes: dict[str, Any] = {"execution_id": report.execution_id}
-        if job.started_at is None or job.status == JobStatus.LAUNCHING:
-            changes["started_at"] = timezone.now()
-        try:
-            job._transition(JobStatus.RUNNING, worker_id=self.worker_id, attempt=tracked.attempt, **changes)
-        except InvalidStateTransition:
-            if self._saved_already(tracked) == JobStatus.RUNNING:
-                job.status = JobStatus.RUNNING
-            else:
-                self._lost_after_launch(tracked)
-                return
-        log_event(
-            "running",
-            job=job.pk,
-            execution=report.execution_id,
-            host=tracked.host.name,
-            adopted=report.adopted,
-        )
-
-    def _saved_already(self, tracked: Tracked) -> str | None:
-        """Return the job's status if this worker's attempt still owns it, else None."""
-        # Our write may have landed although the database reported an error (a commit reply lost
-        # in a restart): the guarded UPDATE then finds nothing to move, yet the row is ours.
-        return (
-            ContainerJob.objects.filter(pk=tracked.pk, worker_id=self.worker_id, attempt=tracked.attempt)
-            .values_list("status", flat=True)
-            .first()
-        )
-
-    def _lost_after_launch(self, tracked: Tracked) -> None:
-        status = ContainerJob.objects.filter(pk=tracked.pk).values_list("status", flat=True).first()
-        self._abandon(tracked.pk, "the job moved on while it was launching")
-        if status in FINISHED_STATUSES:
-            # Cancelled meanwhile: nobody else will ever want this container.
-            def stop_and_remove(t: Tracked) -> None:
-                self._runner.stop(t)
-                self._runner.remove(t)
-
-            self._in_background(stop_and_remove, tracked)
-
-    def _release(self, tracked: Tracked, error: str) -> None:
-        # The engine could not be reached: not the job's fault, so no retry is used up.
-        changes: dict[str, Any] = {"lease_expires_at": None, "last_error": error}
-        if not tracked.pinned:
-            changes["docker_host"] = None  # Let the next claim choose a healthy host.
-        try:
-            tracked.job._transition(
-                JobStatus.PENDING, worker_id=self.worker_id, attempt=tracked.attempt, **changes
-            )
-            log_event("released", job=tracked.pk, host=tracked.host.name, error=error)
-        except InvalidStateTransition:
-            pass  # A cancel or another worker's takeover moved the job first: nothing left to release.
-        self._abandon(tracked.pk, "released")
-
-    def _fail_launch(self, tracked: Tracked, reason: TerminationReason, error: str) -> None:
-        log_event(
-            "launch_failed",
-            job=tracked.pk,
-            host=tracked.host.name,
-            reason=reason,
-            error=error,
-            level=logging.WARNING,
-        )
-        self._finish(tracked, reason, error=error)
-
-    def _record_exit(self, tracked: Tracked, report: Exited) -> None:
-        reason = outcome.termination_reason(report.status, tracked.stop_reason)
-        fields = outcome.harvest_fields(report.status, report.logs, report.usage)
-        fields["stop_reason"] = tracked.stop_reason
-        self._finish(tracked, reason, fields=fields, error=report.error, interrupted=tracked.interrupted)
-
-    def _finish(
-        self,
-        tracked: Tracked,
-        reason: TerminationReason,
-        *,
-        fields: dict[str, Any] | None = None,
-        error: str = "",
-        interrupted: bool = False,
-    ) -> None:
-        try:
-            status = outcome.finish(
-                tracked.job,
-                reason,
-                worker_id=self.worker_id,
-                attempt=tracked.attempt,
-                interrupted=interrupted,
-                settings=self.settings,
-                now=timezone.now(),
-                fields=fields,
-                error=error,
-            )
-        except InvalidStateTransition:
-            saved = self._saved_already(tracked)
-            if saved is None or saved in ACTIVE_STATUSES:
-                self._abandon(tracked.pk, "the job moved on before its result was saved")
-                return
-            status = JobStatus(saved)
-        self.tracked.pop(tracked.pk, None)
-        if status in FINISHED_STATUSES:
-            self.finished_total += 1
-        log_event(
-            "finished" if status in FINISHED_STATUSES else "retrying",
-            job=tracked.pk,
-            execution=tracked.execution_id,
-            host=tracked.host.name,
-            status=status,
-            reason=tracked.job.termination_reason,
-            exit_code=tracked.job.exit_code,
-        )
-        if not self._listening:
-            self._claim_cadence.soon()  # A slot is free: look for a job now, not at the next poll.
-        # With announcements on, that look would cost a query per job and mostly find nothing. A
-        # job already waiting has left the claim cadence due (announced while every slot was busy,
-        # or a claim that filled them all), and that stays so until a slot frees and claims.
-        if tracked.execution_id and self.settings.CLEANUP_AFTER_HARVEST:
+    def _carry_out(self, tracked: Tracked, step: Next) -> None:
+        """Do what recording an event on ``tracked`` asks of the loop."""
+        if step.check_health:
+            self._health_cadence.soon()
+        if step.follow:
+            return
+        if step.saved:
+            self.tracked.pop(tracked.pk, None)
+            if step.finished:
+                self.finished_total += 1
+            if not self._listening:
+                self._claim_cadence.soon()  # A slot is free: look for a job now, not at the next poll.
+            # With announcements on, that look would cost a query per job and mostly find nothing. A
+            # job already waiting has left the claim cadence due (announced while every slot was busy,
+            # or a claim that filled them all), and that stays so until a slot frees and claims.
+        else:
+            self._abandon(tracked.pk, step.why)
+        if step.stop:
+            self._in_background(self._stop_and_remove, tracked)
+        elif step.remove:
             self._in_background(self._runner.remove, tracked)
+
+    def _stop_and_remove(self, tracked: Tracked) -> None:
+        self._runner.stop(tracked)
+        self._runner.remove(tracked)
