@@ -512,10 +512,12 @@ class ContainerJob(models.Model):
         to = JobStatus(to)
         if "status" in changes:
             raise ValueError("The status is the transition's target, not one of its changes.")
-        allowed = sources_of(to)
+        # Compare and set: the row moves only from the status this instance holds, so the signals'
+        # old_status is always the row's, and a stale view is refused rather than written over.
+        old = self.status
+        allowed = sources_of(to) & {JobStatus(old)}
         if sources is not None:
             allowed &= frozenset(JobStatus(s) for s in sources)
-        old = self.status
         if not allowed or not self._guarded_update(allowed, owner, {"status": to, **changes}):
             current = type(self).objects.filter(pk=self.pk).values_list("status", flat=True).first()
             raise InvalidStateTransition(self.pk, current, to)
@@ -620,12 +622,28 @@ class ContainerJob(models.Model):
             "launched_at": now,
             "stop_reason": "",
         }
+        # As every transition, a claim moves a row only from the status it was read with: one
+        # UPDATE per status read (almost always one, PENDING).
+        won: list[ContainerJob] = []
+        for status in _CLAIM_SOURCES:
+            batch = [job for job in jobs if job.status == status]
+            if batch:
+                won += cls._claim_batch(batch, status, changes, host)
+        return won
+
+    @classmethod
+    def _claim_batch(
+        cls, jobs: list[ContainerJob], status: str, changes: dict[str, Any], host: ExecutorHost
+    ) -> list[ContainerJob]:
         pks = [job.pk for job in jobs]
-        if _claim_rows(pks, _CLAIM_SOURCES, changes=changes, host_pk=host.pk) != len(jobs):
+        if _claim_rows(pks, [status], changes=changes, host_pk=host.pk) != len(jobs):
             # The guard left a row out (a cancel between the read and the UPDATE): keep what was won.
             kept = set(
                 cls.objects.filter(
-                    pk__in=pks, worker_id=worker_id, status=JobStatus.LAUNCHING, launched_at=now
+                    pk__in=pks,
+                    worker_id=changes["worker_id"],
+                    status=JobStatus.LAUNCHING,
+                    launched_at=changes["launched_at"],
                 ).values_list("pk", flat=True)
             )
             jobs = [job for job in jobs if job.pk in kept]
@@ -637,7 +655,7 @@ class ContainerJob(models.Model):
                 setattr(job, field, value)
             job.status = JobStatus.LAUNCHING
             transaction.on_commit(functools.partial(signals.send_transition, job, old, JobStatus.LAUNCHING))
-        return list(jobs)
+        return jobs
 
     def owner(self) -> Owner:
         """Return the claim this instance holds: its worker and attempt."""
@@ -747,7 +765,8 @@ class ContainerJob(models.Model):
         lease = timezone.now() + timedelta(seconds=lease_seconds)
         won = (
             type(self)
-            .objects.filter(pk=self.pk, status=self.status, worker_id=self.worker_id, attempt=self.attempt)
+            .objects.filter(pk=self.pk, status__in=ACTIVE_STATUSES, worker_id=self.worker_id)
+            .filter(status=self.status, attempt=self.attempt)
             .update(worker_id=worker_id, attempt=models.F("attempt") + 1, lease_expires_at=lease)
         )
         if won:
