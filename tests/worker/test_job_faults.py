@@ -18,7 +18,7 @@ from mock_executor.plugin import MockExecutor
 from container_manager.models import ContainerJob, EnvironmentVariableTemplate, ExecutorHost
 from container_manager.states import JobStatus
 from tests.worker.conftest import FAST, make_job
-from tests.worker.processes import require_postgres, start_worker, wait_for
+from tests.worker.processes import start_worker, wait_for
 
 # A row that cannot become a spec: (what is stored over the valid job, words its last_error must hold).
 POISONS: dict[str, tuple[Callable[[ContainerJob], None], str]] = {
@@ -139,10 +139,8 @@ def test_a_poisoned_row_does_not_stop_a_later_worker_either(host: ExecutorHost):
 
 
 @pytest.mark.slow
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_process_outlives_every_poisoned_row(host: ExecutorHost, tmp_path: Path):
-    require_postgres()
     healthy, poisoned = queue_poisoned_and_healthy(host)
     every = [*healthy, *poisoned.values()]
 
@@ -171,10 +169,8 @@ def test_a_worker_process_outlives_every_poisoned_row(host: ExecutorHost, tmp_pa
 
 
 @pytest.mark.slow
-@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_once_worker_process_ends_normally_despite_poisoned_rows(host: ExecutorHost, tmp_path: Path):
-    require_postgres()
     healthy, poisoned = queue_poisoned_and_healthy(host)
     log = tmp_path / "worker.log"
     with log.open("wb") as out:
