@@ -12,7 +12,6 @@ A fault of one job's own data ends that job alone: a row that cannot become a sp
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -63,29 +62,38 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).strip() or repr(exc)}"
 
 
-def make_spec(job: ContainerJob, owner: Owner, host_name: str) -> JobSpec | None:
-    """Return the job's spec; if its row cannot become one, fail it as ``invalid_spec`` and return None.
+def spec_or_error(job: ContainerJob) -> tuple[JobSpec | None, str]:
+    """Return the job's spec, or None and why its row cannot become one.
 
     Any error of the row's own data counts (a JSON list where an object belongs, a network entry
-    without its name, a command that does not decode); an error of the database does not.
+    without its name, a command that does not decode); an error of the database is raised.
     """
     try:
-        return job.to_spec()
+        return job.to_spec(), ""
     except DatabaseError:
         raise
     except Exception as exc:  # Whatever the row holds, it must not stop the worker.
-        error = f"The job cannot be turned into a spec: {describe(exc)}"
-    log_event(
-        "launch_failed",
-        job=job.pk,
-        host=host_name,
-        reason=TerminationReason.INVALID_SPEC,
-        error=error,
-        level=logging.WARNING,
-    )
-    with contextlib.suppress(InvalidStateTransition):  # Cancelled or taken over meanwhile.
-        job.fail_launch(owner, TerminationReason.INVALID_SPEC, error)
-    return None
+        return None, f"The job cannot be turned into a spec: {describe(exc)}"
+
+
+def fail_launch(
+    job: ContainerJob, owner: Owner, host_name: str, reason: TerminationReason, error: str
+) -> bool:
+    """Log and record a launch that cannot happen; False if a cancel or a takeover moved the job first."""
+    log_event("launch_failed", job=job.pk, host=host_name, reason=reason, error=error, level=logging.WARNING)
+    try:
+        job.fail_launch(owner, reason, error)
+    except InvalidStateTransition:
+        return False
+    return True
+
+
+def make_spec(job: ContainerJob, owner: Owner, host_name: str) -> JobSpec | None:
+    """Return the job's spec; if its row cannot become one, fail it as ``invalid_spec`` and return None."""
+    spec, error = spec_or_error(job)
+    if spec is None:
+        fail_launch(job, owner, host_name, TerminationReason.INVALID_SPEC, error)
+    return spec
 
 
 class Recorder:
@@ -101,9 +109,9 @@ class Recorder:
 
     def claimed(self, tracked: Tracked) -> Next:
         """Prepare a freshly claimed job for launch: FOLLOW, or the job failed (invalid_spec, policy)."""
-        tracked.spec = make_spec(tracked.job, self.owner(tracked), tracked.host.name)
+        tracked.spec, error = spec_or_error(tracked.job)
         if tracked.spec is None:
-            return Next(follow=False, saved=True, finished=True)
+            return self._fail_launch(tracked, TerminationReason.INVALID_SPEC, error)
         # The row may have been changed behind create_job's back, and the settings since: check
         # again here, before anything is sent to the engine.
         spec, host = tracked.spec, tracked.host
@@ -177,17 +185,7 @@ class Recorder:
         return Next(follow=False, why="released")
 
     def _fail_launch(self, tracked: Tracked, reason: TerminationReason, error: str) -> Next:
-        log_event(
-            "launch_failed",
-            job=tracked.pk,
-            host=tracked.host.name,
-            reason=reason,
-            error=error,
-            level=logging.WARNING,
-        )
-        try:
-            tracked.job.fail_launch(self.owner(tracked), reason, error)
-        except InvalidStateTransition:
+        if not fail_launch(tracked.job, self.owner(tracked), tracked.host.name, reason, error):
             return MOVED_ON
         return self._ended(tracked, JobStatus.FAILED)
 
