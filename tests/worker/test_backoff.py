@@ -134,7 +134,7 @@ def worker(monkeypatch: pytest.MonkeyPatch) -> Iterator[Worker]:
     def close() -> None:
         FakeConnection.connection = None
 
-    monkeypatch.setattr(Worker, "_close_connection", staticmethod(close))
+    monkeypatch.setattr("container_manager.worker.worker.drop_connection", close)
     yield worker
     worker.request_stop()
 

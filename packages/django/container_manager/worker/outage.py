@@ -106,6 +106,14 @@ class Outage:
         self._next_log = 0.0
 
 
+def drop_connection() -> None:
+    """Close this thread's broken database connection, so the next query opens a new one."""
+    # Inside an outer transaction (a test's, or a caller's) closing would only break it.
+    if not connection.in_atomic_block:
+        with contextlib.suppress(DatabaseError, InterfaceError):
+            connection.close()
+
+
 def when_reachable[T](
     func: Callable[[], T], *, cap: float, sleep: Callable[[float], None] = time.sleep, **fields: Any
 ) -> T:
@@ -118,9 +126,7 @@ def when_reachable[T](
         try:
             result = func()
         except (DatabaseError, InterfaceError) as exc:
-            if not connection.in_atomic_block:
-                with contextlib.suppress(DatabaseError, InterfaceError):
-                    connection.close()
+            drop_connection()
             sleep(outage.failed(exc))
             continue
         outage.recovered()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import queue
@@ -24,7 +23,7 @@ from container_manager.executors.registry import get_plugin_manager
 from container_manager.models import ContainerJob
 from container_manager.worker import claims, hosts
 from container_manager.worker.logevents import log_event
-from container_manager.worker.outage import Outage
+from container_manager.worker.outage import Outage, drop_connection
 from container_manager.worker.reconcile import Reconciler
 from container_manager.worker.reports import Next, Recorder
 from container_manager.worker.runner import Runner
@@ -181,7 +180,7 @@ class Worker:
             except (DatabaseError, InterfaceError) as exc:
                 # The database went away (restart, failover, a lock): drop the connection and come
                 # back later. Containers run on; runner reports wait in the queue for the next turn.
-                self._close_connection()
+                drop_connection()
                 self._lease_cadence.soon()  # Renew first thing when the database is back.
                 self._pause(outage.failed(exc))
                 continue
@@ -202,13 +201,6 @@ class Worker:
             self._wake.clear()
             if self._stop_requested and not stop_seen:
                 return
-
-    @staticmethod
-    def _close_connection() -> None:
-        # Inside an outer transaction (a test's, or a caller's) closing would only break it.
-        if not connection.in_atomic_block:
-            with contextlib.suppress(DatabaseError, InterfaceError):
-                connection.close()
 
     def _should_exit(self) -> bool:
         if self._stop_requested:
