@@ -89,6 +89,19 @@ def test_a_launching_job_without_a_container_is_relaunched(host: ExecutorHost, f
     assert (job.status, job.attempt, fast_worker.launch_count) == (JobStatus.COMPLETED, 2, 1)
 
 
+def test_a_launching_job_changed_behind_create_jobs_back_is_refused_not_relaunched(
+    host: ExecutorHost, fast_worker: MockExecutor
+):
+    # A takeover re-launches: it must pass the same checks as a fresh claim, not only a fresh spec.
+    job = make_job(host)
+    orphaned(job, JobStatus.LAUNCHING, max_retries=1_000_000_000)
+    call_command("process_container_jobs", once=True, worker_id="w2")
+    job.refresh_from_db()
+    assert (job.status, job.termination_reason) == (JobStatus.FAILED, TerminationReason.LAUNCH_FAILED)
+    assert "max_retries" in job.last_error
+    assert fast_worker.launch_count == 0
+
+
 def test_a_launching_job_whose_container_exists_is_adopted_not_launched_twice(
     host: ExecutorHost, fast_worker: MockExecutor
 ):

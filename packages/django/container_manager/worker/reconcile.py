@@ -16,7 +16,6 @@ from container_manager.models import ContainerJob, ExecutorHost
 from container_manager.states import ACTIVE_STATUSES, JobStatus, TerminationReason
 from container_manager.worker.hosts import mark_unreachable
 from container_manager.worker.logevents import log_event
-from container_manager.worker.reports import make_spec
 from container_manager.worker.tracking import Tracked
 from container_manager_core.errors import ExecutionNotFound, ExecutorError
 from container_manager_core.plugins import PluginManager
@@ -139,9 +138,7 @@ class Reconciler:
             if job.status == JobStatus.LAUNCHING:
                 # Launching is idempotent: the plugin adopts a container that already has the job's name.
                 # A launching job's execution_id, if any, is its previous attempt's: remove that first.
-                follow.spec = make_spec(job, job.owner(), host.name)
-                if follow.spec is None:
-                    continue  # Failed as invalid_spec.
+                # The worker prepares it as a fresh claim (spec and policy), so leave the spec unset.
                 follow.previous_execution = job.execution_id
             elif job.execution_id in present:
                 follow.execution_id = job.execution_id

@@ -88,14 +88,6 @@ def fail_launch(
     return True
 
 
-def make_spec(job: ContainerJob, owner: Owner, host_name: str) -> JobSpec | None:
-    """Return the job's spec; if its row cannot become one, fail it as ``invalid_spec`` and return None."""
-    spec, error = spec_or_error(job)
-    if spec is None:
-        fail_launch(job, owner, host_name, TerminationReason.INVALID_SPEC, error)
-    return spec
-
-
 class Recorder:
     """Record one worker's events on its jobs; every write is guarded by the job's ``Owner``."""
 

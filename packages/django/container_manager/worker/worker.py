@@ -290,11 +290,15 @@ class Worker:
                 previous_execution=job.execution_id,
             )
             log_event("claimed", job=job.pk, host=host.name, attempt=job.attempt, worker=self.worker_id)
-            prepared = self._recorder.claimed(tracked)
-            if prepared.follow:
-                self._follow(tracked)
-            else:
-                self._carry_out(tracked, prepared)
+            self._launch_claimed(tracked)
+
+    def _launch_claimed(self, tracked: Tracked) -> None:
+        """Launch a job this worker now owns, after the checks every launch passes."""
+        prepared = self._recorder.claimed(tracked)
+        if prepared.follow:
+            self._follow(tracked)
+        else:
+            self._carry_out(tracked, prepared)
 
     def _follow(self, tracked: Tracked) -> None:
         self.tracked[tracked.pk] = tracked
@@ -303,7 +307,11 @@ class Worker:
     def _reconcile(self) -> None:
         served = list(hosts.active_hosts(self.host_names))
         for tracked in self._reconciler.run(served, set(self.tracked)):
-            self._follow(tracked)
+            if not tracked.execution_id:
+                # Taken over while launching: a re-launch is a launch, checked as a fresh claim is.
+                self._launch_claimed(tracked)
+            else:
+                self._follow(tracked)
 
     def _renew_leases(self) -> None:
         lost = ContainerJob.renew_leases(self.worker_id, list(self.tracked), self.settings.LEASE_SECONDS)
