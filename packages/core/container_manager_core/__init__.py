@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from container_manager_core.capabilities import Capabilities
 from container_manager_core.errors import (
     ContainerManagerError,
     ExecutionNotFound,
@@ -26,7 +27,6 @@ from container_manager_core.types import (
     HealthStatus,
     HostSpec,
     JobSpec,
-    Mount,
     NetworkAttachment,
     PolicyLimits,
     ResourceUsage,
@@ -36,6 +36,7 @@ from container_manager_core.types import (
 )
 
 __all__ = [
+    "Capabilities",
     "Command",
     "CommandForm",
     "ContainerManagerError",
@@ -53,7 +54,6 @@ __all__ = [
     "ImagePullFailed",
     "JobSpec",
     "LaunchFailed",
-    "Mount",
     "NetworkAttachment",
     "NoExecutorPlugin",
     "PluginLoadError",

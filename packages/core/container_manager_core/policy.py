@@ -1,13 +1,14 @@
 """The built-in security policy: every job and host is checked against these rules before it runs.
 
 Each rule is a small function returning the violations it finds; ``validate_job`` runs them all so a
-caller sees every problem at once. The readings that the Docker plugin's payload guard needs too
-(user, namespace mode, security option, mount source and target) are functions here that both call.
+caller sees every problem at once. The rules here are portable: they read only :class:`JobSpec`
+fields every executor has. Engine-only readings (security options, bind mounts, devices) live in
+the executor plugin that has such settings (the Docker plugin's ``rules`` and ``guard``); the
+readings both need (namespace mode, system paths) are functions here that both call.
 """
 
 from __future__ import annotations
 
-import os
 import posixpath
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -40,12 +41,8 @@ SYSTEM_PATHS = (
 )
 # Kernel interfaces inside the container: nothing may be mounted anywhere under them.
 KERNEL_PATHS = ("/proc", "/sys", "/dev")
-ENGINE_SOCKETS = ("docker.sock", "containerd.sock", "podman.sock", "crio.sock")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NETWORK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-# Security option values that switch confinement off (spc_t is SELinux's "super privileged" type).
-_UNCONFINED = frozenset({"unconfined", "disable", "type:spc_t", "type:unconfined_t"})
-_SECURITY_OPT_KEYS = frozenset({"seccomp", "apparmor", "label", "systempaths"})
 
 JobRule = Callable[[HostSpec | None, JobSpec, PolicyLimits], Iterable[Violation]]
 
@@ -78,6 +75,13 @@ def check_limits(_host: HostSpec | None, job: JobSpec, limits: PolicyLimits) -> 
             yield Violation(
                 f"{code}_too_high", f"{field} is {value!r}, above the maximum of {maximum!r} {unit}.", field
             )
+    if job.memory_limit_mb is not None and job.memory_limit_mb < limits.min_memory_mb:
+        yield Violation(
+            "memory_limit_too_low",
+            f"memory_limit_mb is {job.memory_limit_mb!r}, below the minimum of {limits.min_memory_mb!r} MB: "
+            "the engine refuses to start a container with so little memory.",
+            "memory_limit_mb",
+        )
     if job.cpu_limit is not None and job.cpu_limit < limits.min_cpu:
         yield Violation(
             "cpu_limit_too_low",
@@ -105,7 +109,7 @@ def check_tmpfs(_host: HostSpec | None, job: JobSpec, limits: PolicyLimits) -> I
             )
 
 
-# Identity and privileges -------------------------------------------------------------------------
+# Identity and the root filesystem ----------------------------------------------------------------
 
 
 def check_user(_host: HostSpec | None, job: JobSpec, limits: PolicyLimits) -> Iterator[Violation]:
@@ -137,26 +141,8 @@ def check_user(_host: HostSpec | None, job: JobSpec, limits: PolicyLimits) -> It
         )
 
 
-def check_privileges(_host: HostSpec | None, job: JobSpec, limits: PolicyLimits) -> Iterator[Violation]:
-    """Forbid privileged mode, added capabilities, a writable root, devices and regaining privileges."""
-    if job.privileged:
-        yield Violation(
-            "privileged",
-            "Privileged containers are never allowed: they can take over the host.",
-            "privileged",
-        )
-    if job.cap_add:
-        yield Violation(
-            "capabilities_added",
-            f"All capabilities are dropped and none may be added; got cap_add={list(job.cap_add)!r}.",
-            "cap_add",
-        )
-    if not job.no_new_privileges:
-        yield Violation(
-            "new_privileges_allowed",
-            "no_new_privileges must stay on so setuid binaries cannot raise privileges.",
-            "no_new_privileges",
-        )
+def check_read_only_root(_host: HostSpec | None, job: JobSpec, limits: PolicyLimits) -> Iterator[Violation]:
+    """Require a read-only root filesystem unless the deployment allows a writable one."""
     if not job.read_only_root and not limits.allow_writable_root:
         yield Violation(
             "writable_root",
@@ -164,59 +150,9 @@ def check_privileges(_host: HostSpec | None, job: JobSpec, limits: PolicyLimits)
             "allow_writable_root in the policy limits for images that cannot run otherwise.",
             "read_only_root",
         )
-    if job.devices:
-        yield Violation(
-            "devices_added",
-            f"Host devices may not be passed in; got devices={list(job.devices)!r}.",
-            "devices",
-        )
 
 
-def check_security_opt(_host: HostSpec | None, job: JobSpec, _limits: PolicyLimits) -> Iterator[Violation]:
-    """Allow only security options that keep confinement on; refuse unknown ones rather than guess."""
-    for option in job.security_opt:
-        if (problem := security_opt_problem(option)) is not None:
-            code, reason = problem
-            yield Violation(code, f"The security option {shown_option(option)} {reason}", "security_opt")
-
-
-def security_opt_problem(option: str) -> tuple[str, str] | None:
-    """Return ``(code, reason)`` if the engine would weaken confinement for ``option``: the one rule.
-
-    Read as the engine reads it ("key=value", else the legacy "key:value"), and allowed only from a
-    short list: the engine's default seccomp profile (no ``seccomp`` option at all: this project
-    ships no profile of its own, and any other value is an inline profile that may allow every
-    call), AppArmor's ``docker-default``, an SELinux ``level:``, and ``no-new-privileges`` on.
-    """
-    separator = "=" if "=" in option else ":"
-    key, _, value = option.partition(separator)
-    if key == "no-new-privileges":
-        if value in ("", "true"):
-            return None
-        return "new_privileges_allowed", "would let setuid binaries raise privileges."
-    if key not in _SECURITY_OPT_KEYS:
-        return "security_opt_unknown", "is not one the policy knows to be safe."
-    if value.lower() in _UNCONFINED:
-        return "security_opt_disabled", "turns off confinement, which is never allowed."
-    if key == "apparmor" and value == "docker-default":
-        return None
-    if key == "label" and re.fullmatch(r"level:[A-Za-z0-9:,.-]+", value):
-        return None
-    allowed = {
-        "seccomp": "only the engine's default seccomp profile is allowed: leave seccomp unset",
-        "apparmor": "only the engine's 'docker-default' AppArmor profile is allowed",
-        "label": "only an SELinux 'level:' label is allowed; a type, user or role could be unconfined",
-        "systempaths": "the kernel's system paths stay masked",
-    }[key]
-    return "security_opt_not_allowed", f"replaces the engine's confinement; {allowed}."
-
-
-def shown_option(option: str) -> str:
-    """Return ``option`` for a message, shortened: an inline seccomp profile can be kilobytes of JSON."""
-    return repr(option) if len(option) <= 60 else f"{option[:40]!r}... ({len(option)} characters)"
-
-
-# Namespaces --------------------------------------------------------------------------------------
+# Networks ----------------------------------------------------------------------------------------
 
 
 def check_network(_host: HostSpec | None, job: JobSpec, _limits: PolicyLimits) -> Iterator[Violation]:
@@ -241,32 +177,6 @@ def check_network(_host: HostSpec | None, job: JobSpec, _limits: PolicyLimits) -
             yield Violation("network_invalid", f"{field} {name!r} is not a valid network name.", field)
 
 
-def check_namespaces(_host: HostSpec | None, job: JobSpec, _limits: PolicyLimits) -> Iterator[Violation]:
-    """Refuse host and shared PID, IPC and user namespaces."""
-    modes = (
-        ("pid", job.pid_mode, ()),
-        ("ipc", job.ipc_mode, ("none", "private", "shareable")),
-        ("userns", job.userns_mode, ()),
-    )
-    for kind, value, allowed in modes:
-        if not value:
-            continue
-        field = f"{kind}_mode"
-        shared = shared_namespace(value)
-        if shared == "host":
-            yield Violation(
-                f"host_{kind}", f"{field} {value!r} would share the host's {kind} namespace.", field
-            )
-        elif shared == "container":
-            yield Violation(
-                f"shared_{kind}_namespace",
-                f"{field} {value!r} would join another container's {kind} namespace.",
-                field,
-            )
-        elif value.strip().lower() not in allowed:
-            yield Violation(f"{field}_invalid", f"{field} {value!r} is not a mode the policy allows.", field)
-
-
 def shared_namespace(mode: str) -> str | None:
     """Return "host" or "container" if a namespace mode joins the host's or another container's one.
 
@@ -281,7 +191,7 @@ def shared_namespace(mode: str) -> str | None:
     return None
 
 
-# Mounts ------------------------------------------------------------------------------------------
+# Paths -------------------------------------------------------------------------------------------
 
 
 def normalise_path(path: str) -> str:
@@ -293,87 +203,6 @@ def normalise_path(path: str) -> str:
 def is_within(path: str, directory: str) -> bool:
     """Say whether normalised ``path`` is ``directory`` or inside it."""
     return directory == "/" or path == directory or path.startswith(directory + "/")
-
-
-def check_mounts(_host: HostSpec | None, job: JobSpec, limits: PolicyLimits) -> Iterator[Violation]:
-    """Allow bind mounts only from designated safe directories, never of system paths or engine sockets.
-
-    Sources and safe directories are resolved (``realpath``) on the machine running the check, so a
-    symlink inside a safe directory is judged by what it points to. The worker runs this again right
-    before the launch, and the Docker plugin resolves the final request's bind sources once more.
-    """
-    safe_dirs = tuple(d for d in map(resolve_path, limits.safe_mount_dirs) if d is not None)
-    for mount in job.mounts:
-        if (problem := bind_source_problem(mount.source)) is not None:
-            code, what = problem
-            yield Violation(code, f"Mount source {what}.", "mounts")
-        resolved = resolve_path(mount.source)
-        if resolved is None or not any(is_within(resolved, safe) for safe in safe_dirs):
-            where = ", ".join(repr(d) for d in safe_dirs) or "none are configured"
-            shown = (
-                mount.source
-                if resolved in (None, normalise_path(mount.source))
-                else f"{mount.source} -> {resolved}"
-            )
-            yield Violation(
-                "mount_outside_safe_dirs",
-                f"Mount source {shown!r} is not inside a designated safe directory ({where}); "
-                "only designated safe directories may be mounted.",
-                "mounts",
-            )
-        if target_problem(mount.target):
-            yield Violation(
-                "mount_target_system_path",
-                f"Mount target {mount.target!r} would hide or reach into a system directory.",
-                "mounts",
-            )
-
-
-def resolve_path(path: str) -> str | None:
-    """Return ``path`` normalised, with every symlink on this machine resolved; None if one cannot be read."""
-    try:
-        return normalise_path(os.path.realpath(normalise_path(path)))
-    except OSError:  # a link this process may not read (/proc/1/root): fail closed
-        return None
-
-
-def bind_source_problem(source: str) -> tuple[str, str] | None:
-    """Return ``(code, "'<source>' <what is wrong>")`` if binding host path ``source`` would expose the host.
-
-    Judged as written and as resolved on this machine (a symlink by what it points to); a link this
-    process cannot read is refused, since what it points to cannot be known.
-    """
-    lexical = normalise_path(source)
-    resolved = resolve_path(source)
-    if (problem := source_problem(lexical)) is not None:
-        return problem[0], f"{source!r} {problem[1]}"
-    if resolved is None:
-        return (
-            "mount_source_unresolvable",
-            f"{source!r} cannot be resolved here, so what it points to is unknown",
-        )
-    if (problem := source_problem(resolved)) is not None:
-        return problem[0], f"{source!r} resolves to {resolved!r}, which {problem[1]}"
-    return None
-
-
-def source_problem(path: str) -> tuple[str, str] | None:
-    """Return ``(code, what)`` if binding the resolved host ``path`` would expose the host: the one rule.
-
-    A system path, anything inside one, or a parent of one (binding ``/var`` exposes
-    ``/var/run/docker.sock``), and every engine socket, wherever it lies.
-    """
-    lowered = path.lower()  # case-insensitively, to be safe on case-insensitive filesystems
-    if lowered.endswith(ENGINE_SOCKETS):
-        return "mount_engine_socket", "would hand the job control of the container engine and the host"
-    if lowered == "/":
-        return "mount_system_path", "is the system path '/', the host's whole filesystem"
-    for system in SYSTEM_PATHS:
-        if is_within(lowered, system):
-            return "mount_system_path", f"is the system path {system!r} or inside it"
-        if is_within(system, lowered):
-            return "mount_system_path", f"contains the system path {system!r}"
-    return None
 
 
 def target_problem(target: str) -> bool:
@@ -490,11 +319,8 @@ JOB_RULES: tuple[JobRule, ...] = (
     check_limits,
     check_tmpfs,
     check_user,
-    check_privileges,
-    check_security_opt,
+    check_read_only_root,
     check_network,
-    check_namespaces,
-    check_mounts,
     check_image,
     check_env,
     check_command,

@@ -49,10 +49,6 @@ def _tmpfs_mounts(value: Iterable[TmpfsMount]) -> tuple[TmpfsMount, ...]:
     return tuple(value)
 
 
-def _mounts(value: Iterable[Mount]) -> tuple[Mount, ...]:
-    return tuple(value)
-
-
 def _absolute_path(_instance: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
     if value is not None and not _ABSOLUTE_PATH.match(value):
         raise ValueError(f"{attribute.name} must be an absolute path, got {value!r}.")
@@ -128,15 +124,6 @@ class TmpfsMount:
     mode: int = 0o1777
 
 
-@attrs.frozen
-class Mount:
-    """A bind mount from the host. The policy allows only designated safe directories."""
-
-    source: str = attrs.field(validator=_absolute_path)
-    target: str = attrs.field(validator=_absolute_path)
-    read_only: bool = True
-
-
 DEFAULT_TMPFS = (TmpfsMount("/tmp", 64 * 1024 * 1024),)  # noqa: S108 - a container-side tmpfs, not a host temp file
 
 
@@ -144,8 +131,11 @@ DEFAULT_TMPFS = (TmpfsMount("/tmp", 64 * 1024 * 1024),)  # noqa: S108 - a contai
 class JobSpec:
     """Everything an executor needs to run one job; built by the app, never by a plugin.
 
-    Limits are optional at the type level so the policy can say "must be explicit" in words; the
-    security switches default to the safe value and exist so that a forbidden request can be named.
+    Portable: every field means the same on every executor, and an executor that cannot enforce
+    one of them says so (:mod:`container_manager_core.capabilities`). Engine settings with no portable
+    meaning (privileges, capabilities, namespaces, security options, devices, bind mounts) are not
+    here: each executor fixes them to its safe value, and the Docker plugin's guard re-checks the
+    engine request. Limits are optional at the type level so the policy can say "must be explicit".
     """
 
     job_id: str = attrs.field(validator=attrs.validators.min_len(1))
@@ -165,15 +155,6 @@ class JobSpec:
     labels: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_str_map)
     read_only_root: bool = True
     tmpfs: tuple[TmpfsMount, ...] = attrs.field(default=DEFAULT_TMPFS, converter=_tmpfs_mounts)
-    mounts: tuple[Mount, ...] = attrs.field(default=(), converter=_mounts)
-    privileged: bool = False
-    cap_add: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
-    no_new_privileges: bool = True
-    pid_mode: str | None = None
-    ipc_mode: str | None = None
-    userns_mode: str | None = None
-    security_opt: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
-    devices: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
 
     @property
     def memory_limit_bytes(self) -> int | None:
@@ -328,6 +309,8 @@ class PolicyLimits:
     """The configurable maxima the built-in policy enforces (never unlimited)."""
 
     max_memory_mb: int = attrs.field(default=2048, validator=_bounded)
+    # Docker Engine refuses a memory limit below 6 MiB ("Minimum memory limit allowed is 6MB").
+    min_memory_mb: int = attrs.field(default=6, validator=_bounded)
     max_cpu: float = attrs.field(default=2.0, validator=_bounded)
     # Below 0.01 core an engine's CFS quota rounds to 0, which the kernel reads as "no limit".
     min_cpu: float = attrs.field(default=0.01, validator=_bounded)
@@ -343,6 +326,5 @@ class PolicyLimits:
     allowed_registries: tuple[str, ...] | None = attrs.field(
         default=None, converter=attrs.converters.optional(_str_tuple)
     )
-    safe_mount_dirs: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
     # A writable root filesystem is refused unless a deployment opts in for images that need it.
     allow_writable_root: bool = False

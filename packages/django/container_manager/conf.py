@@ -23,6 +23,7 @@ MIB = 1024 * 1024
 # Settings that must be positive numbers, and whether a float is acceptable.
 _POSITIVE_INTS = (
     "MAX_MEMORY_MB",
+    "MIN_MEMORY_MB",
     "MAX_TIMEOUT_SECONDS",
     "MAX_PIDS",
     "MAX_TMPFS_MB",
@@ -53,6 +54,7 @@ _DEFAULT_WITHIN_MAX = (
     ("DEFAULT_MEMORY_LIMIT_MB", "MAX_MEMORY_MB"),
     ("DEFAULT_CPU_LIMIT", "MAX_CPU"),
     ("MIN_CPU", "DEFAULT_CPU_LIMIT"),
+    ("MIN_MEMORY_MB", "DEFAULT_MEMORY_LIMIT_MB"),
     ("DEFAULT_TIMEOUT_SECONDS", "MAX_TIMEOUT_SECONDS"),
     ("DEFAULT_PIDS_LIMIT", "MAX_PIDS"),
     ("RETRY_BACKOFF_BASE_SECONDS", "RETRY_BACKOFF_MAX_SECONDS"),
@@ -72,6 +74,8 @@ class AppSettings:
 
     # Policy maxima (container_manager_core.types.PolicyLimits).
     MAX_MEMORY_MB: int = 2048
+    # The smallest memory limit: Docker Engine refuses to start a container with less than 6 MB.
+    MIN_MEMORY_MB: int = 6
     MAX_CPU: float = 2.0
     # The smallest CPU limit: below 0.01 an engine rounds the CPU quota to none, which is unlimited.
     MIN_CPU: float = 0.01
@@ -86,7 +90,6 @@ class AppSettings:
     # The most re-runs a job may ask for (create_job's max_retries).
     MAX_RETRIES: int = 10
     ALLOWED_REGISTRIES: tuple[str, ...] | None = None
-    SAFE_MOUNT_DIRS: tuple[str, ...] = ()
     # Only for images that cannot run with a read-only root filesystem; the policy refuses it otherwise.
     ALLOW_WRITABLE_ROOT: bool = False
 
@@ -165,7 +168,6 @@ class AppSettings:
                 f"got {self.MANAGER_ID!r}."
             )
         # Normalise sequences once so the object is hashable and cannot be mutated through a list.
-        object.__setattr__(self, "SAFE_MOUNT_DIRS", _str_tuple("SAFE_MOUNT_DIRS", self.SAFE_MOUNT_DIRS))
         if self.ALLOWED_REGISTRIES is not None:
             object.__setattr__(
                 self, "ALLOWED_REGISTRIES", _str_tuple("ALLOWED_REGISTRIES", self.ALLOWED_REGISTRIES)
@@ -191,6 +193,7 @@ class AppSettings:
         try:
             return PolicyLimits(
                 max_memory_mb=self.MAX_MEMORY_MB,
+                min_memory_mb=self.MIN_MEMORY_MB,
                 max_cpu=self.MAX_CPU,
                 min_cpu=self.MIN_CPU,
                 max_timeout_seconds=self.MAX_TIMEOUT_SECONDS,
@@ -201,7 +204,6 @@ class AppSettings:
                 max_env_bytes=self.MAX_ENV_BYTES,
                 max_command_bytes=self.MAX_COMMAND_BYTES,
                 allowed_registries=self.ALLOWED_REGISTRIES,
-                safe_mount_dirs=self.SAFE_MOUNT_DIRS,
                 allow_writable_root=self.ALLOW_WRITABLE_ROOT,
             )
         except (TypeError, ValueError) as exc:

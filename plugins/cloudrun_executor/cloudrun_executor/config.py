@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from cloudrun_executor.capabilities import ACCEPTABLE
 from container_manager_core.types import HostSpec, Violation
 
 DEFAULT_JOB_NAME_PREFIX = "cm"
@@ -49,6 +50,7 @@ KNOWN_KEYS = frozenset(
         "api_timeout_seconds",
         "health_timeout_seconds",
         "log_cap_bytes",
+        "accept_unenforced",
         # Read by the core policy (registry allow-list), not by this plugin.
         "allowed_registries",
     }
@@ -80,6 +82,8 @@ class CloudRunConfig:
     log_cap_bytes: int = DEFAULT_LOG_CAP_BYTES
     # The manager deployment the jobs belong to (HostSpec.owner), kept as a label.
     owner: str = "default"
+    # Protections Cloud Run cannot enforce that the operator accepts running jobs without.
+    accept_unenforced: frozenset[str] = frozenset()
 
     @property
     def location(self) -> str:
@@ -115,7 +119,16 @@ def load_config(host: HostSpec) -> CloudRunConfig:
         health_timeout_seconds=float(cfg.get("health_timeout_seconds", DEFAULT_HEALTH_TIMEOUT_SECONDS)),
         log_cap_bytes=int(cfg.get("log_cap_bytes", DEFAULT_LOG_CAP_BYTES)),
         owner=host.owner,
+        accept_unenforced=accepted_unenforced(cfg),
     )
+
+
+def accepted_unenforced(cfg: Mapping[str, Any]) -> frozenset[str]:
+    """Return the protections a host's ``accept_unenforced`` lists; a malformed setting accepts nothing."""
+    value = cfg.get("accept_unenforced")
+    if not isinstance(value, list | tuple):
+        return frozenset()
+    return frozenset(entry for entry in value if isinstance(entry, str) and entry in ACCEPTABLE)
 
 
 def config_violations(host: HostSpec) -> Iterator[Violation]:
@@ -140,6 +153,7 @@ def config_violations(host: HostSpec) -> Iterator[Violation]:
     yield from _endpoints(name, cfg)
     yield from _credentials(name, cfg)
     yield from _numbers(name, cfg)
+    yield from _accept_unenforced(name, cfg)
     if "delete_after_run" in cfg and not isinstance(cfg["delete_after_run"], bool):
         yield _bad(
             "cloudrun_config_invalid",
@@ -250,6 +264,29 @@ def _credentials(name: str, cfg: Mapping[str, Any]) -> Iterator[Violation]:
             "(and logging_endpoint, if set) on 127.0.0.1, [::1] or localhost, for a local fake or emulator.",
             "credentials",
         )
+
+
+def _accept_unenforced(name: str, cfg: Mapping[str, Any]) -> Iterator[Violation]:
+    value = cfg.get("accept_unenforced")
+    if value is None:
+        return
+    known = list(ACCEPTABLE)
+    if not isinstance(value, list | tuple) or not all(isinstance(entry, str) for entry in value):
+        yield _bad(
+            "cloudrun_config_invalid",
+            f"Cloud Run host {name!r}: accept_unenforced must be a list of protection names from {known!r}, "
+            f"got {value!r}.",
+            "accept_unenforced",
+        )
+        return
+    for entry in value:
+        if entry not in ACCEPTABLE:
+            yield _bad(
+                "cloudrun_config_invalid",
+                f"Cloud Run host {name!r}: accept_unenforced lists {entry!r}, which is not a protection "
+                f"Cloud Run leaves unenforced; known: {known!r}.",
+                "accept_unenforced",
+            )
 
 
 def _numbers(name: str, cfg: Mapping[str, Any]) -> Iterator[Violation]:

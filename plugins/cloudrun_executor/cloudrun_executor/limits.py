@@ -134,18 +134,11 @@ def _unsupported(job: JobSpec) -> Iterator[Violation]:
             f"for networks {names!r}. Use the host's vpc_connector for private network access.",
             "networks",
         )
-    if job.network_mode is not None:
+    # "none" asks for network isolation, a protection: the capability rule names it (see .capabilities).
+    if job.network_mode not in (None, "none"):
         yield Violation(
             "cloudrun_network_mode_not_applicable",
             f"Cloud Run jobs have no network modes (Docker only); the job asks for network_mode "
-            f"{job.network_mode!r}. Cloud Run cannot cut a job off the network.",
+            f"{job.network_mode!r}.",
             "network_mode",
-        )
-    if job.mounts:
-        sources = [mount.source for mount in job.mounts]
-        yield Violation(
-            "cloudrun_bind_mounts_unsupported",
-            f"Cloud Run jobs cannot bind-mount host directories: there is no host to mount from; the job "
-            f"asks for {sources!r}.",
-            "mounts",
         )

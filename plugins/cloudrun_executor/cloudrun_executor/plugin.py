@@ -9,15 +9,22 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 from google.api_core import exceptions as api_exceptions
 from google.api_core import operation
 from google.api_core.future import polling
 from google.cloud import run_v2
 
+from cloudrun_executor.capabilities import CLOUD_RUN_CAPABILITIES
 from cloudrun_executor.clients import ClientCache, CloudRunClients
-from cloudrun_executor.config import CloudRunConfig, ConfigError, config_violations, load_config
+from cloudrun_executor.config import (
+    CloudRunConfig,
+    ConfigError,
+    accepted_unenforced,
+    config_violations,
+    load_config,
+)
 from cloudrun_executor.errors import GOOGLE_ERRORS, wrap
 from cloudrun_executor.health import check_health
 from cloudrun_executor.limits import cloudrun_job_violations
@@ -34,6 +41,7 @@ from cloudrun_executor.naming import (
 )
 from cloudrun_executor.status import execution_state, execution_status, needs_tasks
 from cloudrun_executor.translate import build_job
+from container_manager_core.capabilities import Capabilities, unenforceable
 from container_manager_core.errors import (
     ExecutionNotFound,
     ExecutorError,
@@ -65,6 +73,7 @@ class CloudRunExecutor(ExecutorPlugin):
     """Executor type ``cloudrun``: Google Cloud Run Jobs, through google-cloud-run."""
 
     executor_type = "cloudrun"
+    capabilities: ClassVar[Capabilities] = CLOUD_RUN_CAPABILITIES
 
     def __init__(self, clients: ClientCache | None = None) -> None:
         self._clients = clients or ClientCache()
@@ -73,10 +82,18 @@ class CloudRunExecutor(ExecutorPlugin):
 
     @hookimpl
     def validate_job(self, host: HostSpec | None, job: JobSpec) -> list[Violation]:
-        """Return the Cloud Run limits ``job`` breaks when it is bound to a Cloud Run host."""
+        """Return the Cloud Run limits ``job`` breaks when it is bound to a Cloud Run host, and the
+        protections it needs that Cloud Run cannot enforce and the host has not accepted."""
         if host is None or not self._mine(host):
             return []
-        return list(cloudrun_job_violations(job))
+        missing = unenforceable(
+            job,
+            self.capabilities,
+            "Cloud Run",
+            accepted=accepted_unenforced(host.config),
+            opt_in=f"host {host.name!r}'s accept_unenforced",
+        )
+        return [*missing, *cloudrun_job_violations(job)]
 
     @hookimpl
     def validate_host(self, host: HostSpec) -> list[Violation]:

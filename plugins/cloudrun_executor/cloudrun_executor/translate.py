@@ -1,8 +1,10 @@
 """Build the Cloud Run Job resource that runs one :class:`JobSpec`.
 
-What has no Cloud Run equivalent is left out on purpose and listed in the README: the user (Cloud Run
-picks the container's own), a read-only root filesystem, a PID limit and the stop grace period.
-The limit validator (:mod:`.limits`) refuses settings that cannot be honoured at all.
+What has no Cloud Run equivalent cannot be sent: the user (Cloud Run runs the image's own), a
+read-only root filesystem, a PID limit, network isolation and the stop grace period. A job needing
+one of those protections is refused before it gets here (:mod:`.capabilities`), unless its host
+accepts it as unenforced (``accept_unenforced``); the limit validator (:mod:`.limits`) refuses
+settings that cannot be honoured at all.
 """
 
 from __future__ import annotations

@@ -3,8 +3,10 @@
 Docker accepts every dangerous request it is given, and the policy only saw the job spec. This module
 reads the engine JSON itself, as the engine will read it (numbers as numbers, users as ids, paths
 resolved), so a translation bug or a caller that skipped the policy still cannot produce a
-privileged, unlimited or host-sharing container. The readings it shares with the policy (users,
-namespace modes, security options, mount paths) are the policy's own functions.
+privileged, unlimited or host-sharing container. It checks every engine setting the portable job
+spec cannot express too (Privileged, CapAdd, namespace modes, SecurityOpt, Devices, Binds, Mounts):
+the request is what the engine runs. The readings it shares with the policy (users, namespace
+modes, system paths) are the policy's own functions; the Docker-only ones are in :mod:`.rules`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ MIN_NANO_CPUS = 10_000_000  # 0.01 CPU
 MIN_CFS_QUOTA_US = 1_000
 CFS_PERIOD_RANGE_US = (1_000, 1_000_000)
 DEFAULT_CFS_PERIOD_US = 100_000
+# Docker Engine refuses a smaller Memory ("Minimum memory limit allowed is 6MB"; 6291455 is refused).
+MIN_MEMORY_BYTES = 6 * 1024 * 1024
 
 
 def check_create_payload(
@@ -117,7 +121,7 @@ def _mount_violations(hc: Mapping[str, Any]) -> Iterator[Violation]:
         if not source.startswith("/"):
             continue  # a named volume, not a host path
         # Resolved on this machine, right before the create: a symlink is judged by what it points to.
-        if (problem := policy.bind_source_problem(source)) is not None:
+        if (problem := rules.bind_source_problem(source)) is not None:
             yield _v("system-mount", f"The container would mount the host path {problem[1]}.", key)
     for target, key in targets:
         if target and policy.target_problem(target):
@@ -167,12 +171,12 @@ def _user_violations(user: Any, group_add: Any) -> Iterator[Violation]:
 def _security_opt_violations(options: list[str]) -> Iterator[Violation]:
     no_new_privileges = False
     for option in options:
-        problem = policy.security_opt_problem(option)
+        problem = rules.security_opt_problem(option)
         if problem is None:
             no_new_privileges = no_new_privileges or option.startswith("no-new-privileges")
             continue
         code, reason = problem
-        message = f"The container would run with {policy.shown_option(option)}, which {reason}"
+        message = f"The container would run with {rules.shown_option(option)}, which {reason}"
         if code == "security_opt_disabled":
             yield _v("unconfined", message, "SecurityOpt")
         elif code == "new_privileges_allowed":
@@ -204,7 +208,14 @@ def _limit_violations(hc: Mapping[str, Any]) -> Iterator[Violation]:
             f"The container would have no memory limit (Memory={hc.get('Memory')!r}).",
             "Memory",
         )
-    elif hc.get("MemorySwap") != memory:
+    elif memory < MIN_MEMORY_BYTES:
+        yield _v(
+            "memory-too-low",
+            f"The container's memory limit Memory={memory!r} is below the engine's minimum of "
+            f"{MIN_MEMORY_BYTES} bytes (6 MiB).",
+            "Memory",
+        )
+    if memory is not None and memory > 0 and hc.get("MemorySwap") != memory:
         yield _v(
             "swap",
             f"The container could swap beyond its memory limit (MemorySwap={hc.get('MemorySwap')!r}).",

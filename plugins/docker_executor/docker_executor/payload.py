@@ -68,32 +68,22 @@ def host_config(host: HostSpec, job: JobSpec, api_version: str) -> docker.types.
 
     The translation is faithful: a dangerous spec value becomes a dangerous payload value, which the
     re-check then refuses, so no request is ever silently changed into something the caller did not ask.
+    What the portable spec has no field for is fixed here at its safe value: no privileges, every
+    capability dropped, no-new-privileges on, the engine's own namespaces, no devices, no bind mounts.
     """
     memory = job.memory_limit_bytes
-    security_opt = [NO_NEW_PRIVILEGES] if job.no_new_privileges else []
-    security_opt.extend(job.security_opt)
     return docker.types.HostConfig(
         version=api_version,
         read_only=job.read_only_root,
         tmpfs={m.path: tmpfs_options(m) for m in job.tmpfs},
-        mounts=[
-            docker.types.Mount(m.target, m.source, type="bind", read_only=m.read_only) for m in job.mounts
-        ]
-        or None,
         cap_drop=["ALL"],
-        cap_add=list(job.cap_add) or None,
-        security_opt=security_opt,
+        security_opt=[NO_NEW_PRIVILEGES],
         pids_limit=job.pids_limit,
         mem_limit=memory,
         # Equal to the memory limit: swap would let a job exceed its limit and thrash the host.
         memswap_limit=memory,
         nano_cpus=None if job.cpu_limit is None else round(job.cpu_limit * 1e9),
-        privileged=job.privileged,
         network_mode=network_mode(host, job),
-        pid_mode=job.pid_mode,
-        ipc_mode=job.ipc_mode,
-        userns_mode=job.userns_mode,
-        devices=list(job.devices) or None,
         log_config=log_config(host),
         restart_policy={"Name": "no"},
         # docker-init as PID 1 forwards SIGTERM to the job (a shell as PID 1 ignores it) and reaps zombies.

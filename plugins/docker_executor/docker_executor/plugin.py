@@ -8,11 +8,12 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import docker
 import docker.errors
 
+from container_manager_core.capabilities import Capabilities, unenforceable
 from container_manager_core.errors import ExecutionNotFound, ImagePullFailed, LaunchFailed
 from container_manager_core.hookspecs import hookimpl
 from container_manager_core.plugins import ExecutorPlugin
@@ -74,6 +75,8 @@ class DockerExecutor(ExecutorPlugin):
     """Run jobs as hardened containers on Docker Engines reached over a unix socket or TLS."""
 
     executor_type = "docker"
+    # The engine request sets every protection (payload.py) and the guard re-checks each one.
+    capabilities: ClassVar[Capabilities] = Capabilities.everything()
 
     def __init__(self) -> None:
         self._clients = ClientCache()
@@ -129,8 +132,11 @@ class DockerExecutor(ExecutorPlugin):
 
     @hookimpl
     def validate_job(self, host: HostSpec | None, job: JobSpec) -> list[Violation]:
-        """Refuse a job whose host's defaults are unsafe, even if the host row was changed behind clean()."""
-        return self.validate_host(host) if host is not None else []
+        """Refuse a job whose host's defaults are unsafe, even if the host row was changed behind clean(),
+        or that needs a protection this executor cannot enforce."""
+        if host is None or not self._mine(host):
+            return []
+        return [*self.validate_host(host), *unenforceable(job, self.capabilities, "Docker")]
 
     # Launch --------------------------------------------------------------------------------------
 

@@ -2,11 +2,14 @@
 
 The guard reads the engine request; ``validate_host`` reads a host's ``executor_config`` when the
 host is saved (and ``validate_job`` again for every job of that host). Both call these, so a host
-default and the request it turns into are judged by the same rule.
+default and the request it turns into are judged by the same rule. The engine settings the portable
+job spec does not have (security options, bind mounts) are read here, not in the core policy: only
+the engine request can carry them, and the guard refuses them there.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -23,6 +26,10 @@ DEFAULT_LOG_MAX_FILE = 5
 _SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?) ?(?:([kKmMgGtTpP])[iI]?)?[bB]?")
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
 _COUNT = re.compile(r"[0-9]{1,6}")
+ENGINE_SOCKETS = ("docker.sock", "containerd.sock", "podman.sock", "crio.sock")
+# Security option values that switch confinement off (spc_t is SELinux's "super privileged" type).
+_UNCONFINED = frozenset({"unconfined", "disable", "type:spc_t", "type:unconfined_t"})
+_SECURITY_OPT_KEYS = frozenset({"seccomp", "apparmor", "label", "systempaths"})
 
 
 class InvalidSize(ValueError):
@@ -100,3 +107,92 @@ def host_config_violations(config: Mapping[str, Any]) -> Iterator[Violation]:
             "SIGTERM and reaps zombies), so use_init may only be true.",
             "executor_config",
         )
+
+
+# Security options --------------------------------------------------------------------------------
+
+
+def security_opt_problem(option: str) -> tuple[str, str] | None:
+    """Return ``(code, reason)`` if the engine would weaken confinement for ``option``: the one rule.
+
+    Read as the engine reads it ("key=value", else the legacy "key:value"), and allowed only from a
+    short list: the engine's default seccomp profile (no ``seccomp`` option at all: this project
+    ships no profile of its own, and any other value is an inline profile that may allow every
+    call), AppArmor's ``docker-default``, an SELinux ``level:``, and ``no-new-privileges`` on.
+    """
+    separator = "=" if "=" in option else ":"
+    key, _, value = option.partition(separator)
+    if key == "no-new-privileges":
+        if value in ("", "true"):
+            return None
+        return "new_privileges_allowed", "would let setuid binaries raise privileges."
+    if key not in _SECURITY_OPT_KEYS:
+        return "security_opt_unknown", "is not one the policy knows to be safe."
+    if value.lower() in _UNCONFINED:
+        return "security_opt_disabled", "turns off confinement, which is never allowed."
+    if key == "apparmor" and value == "docker-default":
+        return None
+    if key == "label" and re.fullmatch(r"level:[A-Za-z0-9:,.-]+", value):
+        return None
+    allowed = {
+        "seccomp": "only the engine's default seccomp profile is allowed: leave seccomp unset",
+        "apparmor": "only the engine's 'docker-default' AppArmor profile is allowed",
+        "label": "only an SELinux 'level:' label is allowed; a type, user or role could be unconfined",
+        "systempaths": "the kernel's system paths stay masked",
+    }[key]
+    return "security_opt_not_allowed", f"replaces the engine's confinement; {allowed}."
+
+
+def shown_option(option: str) -> str:
+    """Return ``option`` for a message, shortened: an inline seccomp profile can be kilobytes of JSON."""
+    return repr(option) if len(option) <= 60 else f"{option[:40]!r}... ({len(option)} characters)"
+
+
+# Bind mounts -------------------------------------------------------------------------------------
+
+
+def resolve_path(path: str) -> str | None:
+    """Return ``path`` normalised, with every symlink on this machine resolved; None if one cannot be read."""
+    try:
+        return policy.normalise_path(os.path.realpath(policy.normalise_path(path)))
+    except OSError:  # a link this process may not read (/proc/1/root): fail closed
+        return None
+
+
+def bind_source_problem(source: str) -> tuple[str, str] | None:
+    """Return ``(code, "'<source>' <what is wrong>")`` if binding host path ``source`` would expose the host.
+
+    Judged as written and as resolved on this machine (a symlink by what it points to); a link this
+    process cannot read is refused, since what it points to cannot be known.
+    """
+    lexical = policy.normalise_path(source)
+    resolved = resolve_path(source)
+    if (problem := source_problem(lexical)) is not None:
+        return problem[0], f"{source!r} {problem[1]}"
+    if resolved is None:
+        return (
+            "mount_source_unresolvable",
+            f"{source!r} cannot be resolved here, so what it points to is unknown",
+        )
+    if (problem := source_problem(resolved)) is not None:
+        return problem[0], f"{source!r} resolves to {resolved!r}, which {problem[1]}"
+    return None
+
+
+def source_problem(path: str) -> tuple[str, str] | None:
+    """Return ``(code, what)`` if binding the resolved host ``path`` would expose the host: the one rule.
+
+    A system path, anything inside one, or a parent of one (binding ``/var`` exposes
+    ``/var/run/docker.sock``), and every engine socket, wherever it lies.
+    """
+    lowered = path.lower()  # case-insensitively, to be safe on case-insensitive filesystems
+    if lowered.endswith(ENGINE_SOCKETS):
+        return "mount_engine_socket", "would hand the job control of the container engine and the host"
+    if lowered == "/":
+        return "mount_system_path", "is the system path '/', the host's whole filesystem"
+    for system in policy.SYSTEM_PATHS:
+        if policy.is_within(lowered, system):
+            return "mount_system_path", f"is the system path {system!r} or inside it"
+        if policy.is_within(system, lowered):
+            return "mount_system_path", f"contains the system path {system!r}"
+    return None

@@ -12,15 +12,18 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import ClassVar
 
 import attrs
 
+from container_manager_core.capabilities import Capabilities, unenforceable
 from container_manager_core.errors import (
     ExecutionNotFound,
     ExecutorUnavailable,
     ImagePullFailed,
     LaunchFailed,
 )
+from container_manager_core.hookspecs import hookimpl
 from container_manager_core.plugins import ExecutorPlugin
 from container_manager_core.types import (
     Execution,
@@ -31,6 +34,7 @@ from container_manager_core.types import (
     HostSpec,
     JobSpec,
     ResourceUsage,
+    Violation,
 )
 from mock_executor.scenario import Scenario
 
@@ -65,6 +69,9 @@ class MockExecutor(ExecutorPlugin):
     """Executor type ``mock``."""
 
     executor_type = "mock"
+    # It runs no process, so nothing a protection guards against can happen: it stands in for an
+    # executor that enforces them all. A test of a weaker executor subclasses it with fewer flags.
+    capabilities: ClassVar[Capabilities] = Capabilities.everything()
 
     def __init__(self) -> None:
         self._runs: dict[str, _Run] = {}
@@ -78,6 +85,13 @@ class MockExecutor(ExecutorPlugin):
             self._runs.clear()
             self._by_job.clear()
             self.launch_count = 0
+
+    @hookimpl
+    def validate_job(self, host: HostSpec | None, job: JobSpec) -> list[Violation]:
+        """Refuse a job needing a protection this executor's ``capabilities`` do not include."""
+        if host is None or not self._mine(host):
+            return []
+        return unenforceable(job, self.capabilities, f"The {self.executor_type!r} executor")
 
     @staticmethod
     def _reachable(host: HostSpec) -> None:

@@ -11,13 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from docker_executor.guard import MIN_NANO_CPUS, check_create_payload, payload_violations
+from docker_executor.guard import MIN_MEMORY_BYTES, MIN_NANO_CPUS, check_create_payload, payload_violations
 from docker_executor.naming import container_name
 from docker_executor.payload import build_create_payload
 from docker_executor.plugin import plugin
+from hypothesis import given
+from hypothesis import strategies as st
 
 from container_manager_core.errors import LaunchFailed, PolicyViolationError
-from container_manager_core.types import Command, HostSpec, JobSpec, Mount, NetworkAttachment, TmpfsMount
+from container_manager_core.types import Command, HostSpec, JobSpec, NetworkAttachment, TmpfsMount
 
 API = "1.41"
 HOST = HostSpec(
@@ -123,18 +125,6 @@ def test_network_mode_and_networks_together_are_refused() -> None:
         build_create_payload(HOST, job(network_mode="none", networks=(NetworkAttachment("front"),)), API)
 
 
-def test_bind_mounts_are_translated_read_only() -> None:
-    payload = build_create_payload(HOST, job(mounts=(Mount("/srv/data", "/data"),)), API)
-    [mount] = payload.config["HostConfig"]["Mounts"]
-    assert (mount["Type"], mount["Source"], mount["Target"], mount["ReadOnly"]) == (
-        "bind",
-        "/srv/data",
-        "/data",
-        True,
-    )
-    assert list(payload_violations(payload.config)) == []
-
-
 def test_container_names_are_deterministic_and_distinct() -> None:
     assert container_name("abc-1") == container_name("abc-1") == "cm-job-abc-1"
     odd_a, odd_b = container_name("team/job 1"), container_name("team:job 1")
@@ -168,6 +158,8 @@ DANGEROUS: dict[str, tuple[Any, str]] = {
         "payload.shared-namespace",
     ),
     "other container's uts": (_set("HostConfig.UTSMode", "container:abc"), "payload.shared-namespace"),
+    "other container's ipc": (_set("HostConfig.IpcMode", "container:abc"), "payload.shared-namespace"),
+    "other container's userns": (_set("HostConfig.UsernsMode", "container:abc"), "payload.shared-namespace"),
     "host cgroup namespace": (_set("HostConfig.CgroupnsMode", "host"), "payload.host-namespace"),
     "host network, spelled loudly": (_set("HostConfig.NetworkMode", " HOST "), "payload.host-namespace"),
     "host network as an endpoint": (
@@ -179,6 +171,10 @@ DANGEROUS: dict[str, tuple[Any, str]] = {
         "payload.system-mount",
     ),
     "root bind": (_set("HostConfig.Binds", ["/:/host:ro"]), "payload.system-mount"),
+    "etc bind mount": (
+        _set("HostConfig.Mounts", [{"Type": "bind", "Source": "/etc", "Target": "/data", "ReadOnly": True}]),
+        "payload.system-mount",
+    ),
     "etc bind": (_set("HostConfig.Binds", ["/etc/../etc:/x"]), "payload.system-mount"),
     "parent of the socket": (_set("HostConfig.Binds", ["/var:/x"]), "payload.system-mount"),
     "socket mount": (
@@ -219,6 +215,10 @@ DANGEROUS: dict[str, tuple[Any, str]] = {
         _set("HostConfig.SecurityOpt", ["no-new-privileges=true", "label=type:container_runtime_t"]),
         "payload.security-opt",
     ),
+    "selinux labels off": (
+        _set("HostConfig.SecurityOpt", ["no-new-privileges=true", "label=disable"]),
+        "payload.unconfined",
+    ),
     "apparmor unconfined": (
         _set("HostConfig.SecurityOpt", ["no-new-privileges:true", "apparmor=unconfined"]),
         "payload.unconfined",
@@ -228,6 +228,10 @@ DANGEROUS: dict[str, tuple[Any, str]] = {
     "unlimited pids": (_set("HostConfig.PidsLimit", -1), "payload.no-pids-limit"),
     "no memory limit": (_set("HostConfig.Memory", 0), "payload.no-memory-limit"),
     "unlimited swap": (_set("HostConfig.MemorySwap", -1), "payload.swap"),
+    "memory below the engine minimum": (
+        lambda c: c["HostConfig"].update(Memory=MIN_MEMORY_BYTES - 1, MemorySwap=MIN_MEMORY_BYTES - 1),
+        "payload.memory-too-low",
+    ),
     "no cpu limit": (_set("HostConfig.NanoCpus", 0), "payload.no-cpu-limit"),
     "cpu that rounds to no quota": (_set("HostConfig.NanoCpus", 1000), "payload.no-cpu-limit"),
     "cpu just under the floor": (_set("HostConfig.NanoCpus", 9_999_999), "payload.no-cpu-limit"),
@@ -242,6 +246,7 @@ DANGEROUS: dict[str, tuple[Any, str]] = {
     ),
     "devices": (_set("HostConfig.Devices", [{"PathOnHost": "/dev/sda"}]), "payload.devices"),
     "gpu request": (_set("HostConfig.DeviceRequests", [{"Count": -1}]), "payload.devices"),
+    "device cgroup rule": (_set("HostConfig.DeviceCgroupRules", ["c 1:3 mr"]), "payload.devices"),
     "oom killer off": (_set("HostConfig.OomKillDisable", True), "payload.oom-kill-disabled"),
     "unbounded logs": (
         _set("HostConfig.LogConfig", {"Type": "json-file", "Config": {}}),
@@ -290,19 +295,45 @@ def test_recheck_refuses_a_dangerous_create_body(name: str) -> None:
 
 def test_recheck_reads_what_a_dangerous_spec_translates_to() -> None:
     # The translation is faithful, so a spec that slipped past the policy is caught on the payload.
-    reckless = job(
-        privileged=True, cap_add=("NET_ADMIN",), user="0", pid_mode="host", no_new_privileges=False
-    )
+    reckless = job(user="0", memory_limit_mb=1, network_mode="host")
     with pytest.raises(PolicyViolationError) as raised:
         check_create_payload(build_create_payload(HOST, reckless, API).config)
     codes = {v.code for v in raised.value.violations}
-    assert codes >= {
-        "payload.privileged",
-        "payload.cap-add",
-        "payload.root-user",
-        "payload.host-namespace",
-        "payload.new-privileges",
-    }
+    assert codes >= {"payload.root-user", "payload.memory-too-low", "payload.host-namespace"}
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "privileged",
+        "cap_add",
+        "no_new_privileges",
+        "pid_mode",
+        "ipc_mode",
+        "userns_mode",
+        "security_opt",
+        "devices",
+        "mounts",
+    ],
+)
+def test_the_portable_spec_has_no_engine_only_setting(setting: str) -> None:
+    # Only the engine request can carry these, and the payload fixes each to its safe value.
+    with pytest.raises(TypeError, match=setting):
+        job(**{setting: ()})
+
+
+@given(st.integers(1, 2**40))
+def test_the_memory_floor_is_read_as_a_number(memory: int) -> None:
+    config = copy.deepcopy(build_create_payload(HOST, job(), API).config)
+    config["HostConfig"].update(Memory=memory, MemorySwap=memory)
+    too_low = "payload.memory-too-low" in {v.code for v in payload_violations(config)}
+    assert too_low == (memory < MIN_MEMORY_BYTES)
+
+
+def test_the_engine_minimum_memory_passes_the_guard() -> None:
+    config = build_create_payload(HOST, job(memory_limit_mb=6), API).config
+    assert config["HostConfig"]["Memory"] == MIN_MEMORY_BYTES
+    assert list(payload_violations(config)) == []
 
 
 def test_recheck_leaves_a_writable_root_to_the_policy() -> None:
@@ -385,11 +416,16 @@ def test_an_allowed_image_passes_the_host_allow_list() -> None:
     assert list(payload_violations(config, host)) == []
 
 
-def test_a_bind_source_is_judged_by_what_its_symlink_points_to(tmp_path: Path) -> None:
+@pytest.mark.parametrize("key", ["Binds", "Mounts"])
+def test_a_bind_source_is_judged_by_what_its_symlink_points_to(tmp_path: Path, key: str) -> None:
     (tmp_path / "etc-link").symlink_to("/etc")
-    payload = build_create_payload(HOST, job(mounts=(Mount(str(tmp_path / "etc-link"), "/data"),)), API)
-    [violation] = payload_violations(payload.config)
-    assert violation.code == "payload.system-mount"
+    source = str(tmp_path / "etc-link")
+    config = copy.deepcopy(build_create_payload(HOST, job(), API).config)
+    config["HostConfig"][key] = (
+        [f"{source}:/data:ro"] if key == "Binds" else [{"Type": "bind", "Source": source, "Target": "/data"}]
+    )
+    [violation] = payload_violations(config)
+    assert (violation.code, violation.field) == ("payload.system-mount", key)
     assert "resolves to '/etc'" in violation.message
 
 
