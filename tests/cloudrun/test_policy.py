@@ -10,7 +10,6 @@ from container_manager_core.errors import PolicyViolationError
 from container_manager_core.plugins import PluginManager
 from container_manager_core.types import (
     HostSpec,
-    Mount,
     NetworkAttachment,
     PolicyLimits,
     TlsSettings,
@@ -82,16 +81,11 @@ def test_the_contract_job_breaks_no_rule_at_all(
             "cloudrun_networks_not_applicable",
             "['backend']",
         ),
-        ({"network_mode": "none"}, "cloudrun_network_mode_not_applicable", "network_mode 'none'"),
+        ({"network_mode": "bridge"}, "cloudrun_network_mode_not_applicable", "network_mode 'bridge'"),
         (
             {"tmpfs": (TmpfsMount("/dev/shm", 1024 * 1024),)},
             "cloudrun_tmpfs_path_not_allowed",
             "Cloud Run mounts no volume at /dev, /proc, /sys or below them; the job asks for a tmpfs at '/dev/shm'.",
-        ),
-        (
-            {"mounts": (Mount("/srv/data", "/data"),)},
-            "cloudrun_bind_mounts_unsupported",
-            "cannot bind-mount host directories",
         ),
     ],
 )
@@ -118,7 +112,7 @@ def test_documented_combinations_pass(
 
 
 def test_the_rules_apply_only_to_cloud_run_hosts(manager: PluginManager, make_job: JobMaker) -> None:
-    job = make_job(cpu_limit=0.5, network_mode="none")
+    job = make_job(cpu_limit=0.5, network_mode="bridge")
     assert cloudrun_violations(manager, HostSpec("local", "docker"), job) == {}
     assert cloudrun_violations(manager, None, job) == {}
 
@@ -149,6 +143,21 @@ def test_a_complete_host_configuration_is_valid(manager: PluginManager, fake_clo
     ("config", "connection", "tls", "code", "message"),
     [
         ({"regoin": "x"}, "", None, "cloudrun_config_unknown_key", "unknown config key 'regoin'"),
+        (
+            {"accept_unenforced": ["memory_limit"]},
+            "",
+            None,
+            "cloudrun_config_invalid",
+            "lists 'memory_limit', which is not a protection Cloud Run leaves unenforced; known: "
+            "['non_root_user', 'read_only_root', 'pids_limit', 'network_isolation'].",
+        ),
+        (
+            {"accept_unenforced": "non_root_user"},
+            "",
+            None,
+            "cloudrun_config_invalid",
+            "accept_unenforced must be a list of protection names",
+        ),
         ({"vpc_egress": "all-traffic"}, "", None, "cloudrun_config_invalid", "without a vpc_connector"),
         (
             {"vpc_egress": "everything", "vpc_connector": "c"},

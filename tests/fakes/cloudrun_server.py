@@ -347,8 +347,16 @@ def start_fake_cloudrun(*, project: str = DEFAULT_PROJECT, region: str = DEFAULT
     return FakeCloudRun(project=project, region=region)
 
 
+# What the test jobs need that Cloud Run cannot enforce, accepted by the operator of the fake host.
+ACCEPTED_BY_TEST_HOSTS = ("non_root_user", "read_only_root", "pids_limit")
+
+
 def cloudrun_host_spec(fake: FakeCloudRun, *, name: str = "fake-cloudrun", **config: Any) -> HostSpec:
-    """Return a Cloud Run host that talks to ``fake``; ``config`` overrides or adds config keys."""
+    """Return a Cloud Run host that talks to ``fake``; ``config`` overrides or adds config keys.
+
+    The host accepts ``ACCEPTED_BY_TEST_HOSTS`` as unenforced, as an operator must for Cloud Run to
+    run any job; pass ``accept_unenforced=[]`` for a host that accepts nothing.
+    """
     return HostSpec(
         name=name,
         executor_type="cloudrun",
@@ -358,6 +366,7 @@ def cloudrun_host_spec(fake: FakeCloudRun, *, name: str = "fake-cloudrun", **con
             "api_endpoint": fake.endpoint,
             "credentials": "anonymous",
             "job_name_prefix": "cmtest",
+            "accept_unenforced": list(ACCEPTED_BY_TEST_HOSTS),
             **config,
         },
     )

@@ -21,7 +21,7 @@ def test_defaults_match_the_documented_values(settings):
         1001,
     )
     assert conf.ALLOWED_REGISTRIES is None
-    assert conf.SAFE_MOUNT_DIRS == ()
+    assert (conf.MIN_MEMORY_MB, conf.MIN_CPU) == (6, 0.01)
     assert (conf.DEFAULT_MEMORY_LIMIT_MB, conf.DEFAULT_CPU_LIMIT, conf.DEFAULT_TIMEOUT_SECONDS) == (
         256,
         1.0,
@@ -98,7 +98,7 @@ def test_policy_limits_carry_every_maximum(settings):
         "DEFAULT_TIMEOUT_SECONDS": 600,
         "DEFAULT_PIDS_LIMIT": 100,
         "ALLOWED_REGISTRIES": ["registry.example.com"],
-        "SAFE_MOUNT_DIRS": ["/srv/data"],
+        "MIN_MEMORY_MB": 32,
         "ALLOW_WRITABLE_ROOT": True,
     }
     assert app_settings().policy_limits() == PolicyLimits(
@@ -109,7 +109,7 @@ def test_policy_limits_carry_every_maximum(settings):
         max_tmpfs_bytes=64 * MIB,
         min_uid=2000,
         allowed_registries=("registry.example.com",),
-        safe_mount_dirs=("/srv/data",),
+        min_memory_mb=32,
         allow_writable_root=True,
     )
 

@@ -178,11 +178,11 @@ def test_launch_enforces_the_policy_before_the_plugin_sees_the_job() -> None:
     executor = MockExecutor()
     pm = PluginManager(load_entry_points=False)
     pm.register(executor, name="mock")
-    bad = JobSpec(job_id="j", image="busybox", user="0", privileged=True)
+    bad = JobSpec(job_id="j", image="busybox", user="0", read_only_root=False)
     with pytest.raises(PolicyViolationError) as info:
         pm.launch_job(HostSpec(name="h", executor_type="mock"), bad)
     codes = {v.code for v in info.value.violations}
-    assert len(codes) >= 5  # root user, privileged, and each missing limit
+    assert len(codes) >= 5  # root user, writable root, and each missing limit
     assert executor.launch_count == 0
 
 
