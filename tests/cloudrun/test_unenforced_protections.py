@@ -11,13 +11,13 @@ from django.core.exceptions import ValidationError
 
 from container_manager.conf import app_settings
 from container_manager.models import ContainerJob, ExecutorHost
-from container_manager_core.capabilities import UNENFORCEABLE_CODE
 from container_manager_core.errors import PolicyViolationError
 from container_manager_core.plugins import PluginManager
 from container_manager_core.types import HostSpec, PolicyLimits
 from tests.cloudrun.conftest import SCENARIO_SCRIPT, JobMaker
 from tests.fakes import FakeCloudRun, cloudrun_host_spec
 
+UNENFORCEABLE = "executor_cannot_enforce"
 pytestmark = pytest.mark.cloudrun
 
 NEEDED = {
@@ -34,7 +34,7 @@ def manager() -> PluginManager:
 
 def unenforceable(manager: PluginManager, host: HostSpec, job: object) -> dict[str, str]:
     found = manager.validate_job(host, job, PolicyLimits())  # type: ignore[arg-type]
-    return {v.field or "": v.message for v in found if v.code == UNENFORCEABLE_CODE}
+    return {v.field or "": v.message for v in found if v.code == UNENFORCEABLE}
 
 
 def test_without_the_opt_in_every_unenforceable_protection_is_named(
@@ -129,8 +129,8 @@ def test_create_job_refuses_on_a_host_without_the_opt_in(fake_cloudrun: FakeClou
     with pytest.raises(ValidationError) as raised:
         _create(host)
     errors = raised.value.error_dict
-    assert [e.code for e in errors["user"]] == [UNENFORCEABLE_CODE]
-    assert [e.code for e in errors["pids_limit"]] == [UNENFORCEABLE_CODE]
+    assert [e.code for e in errors["user"]] == [UNENFORCEABLE]
+    assert [e.code for e in errors["pids_limit"]] == [UNENFORCEABLE]
     messages = [e.message for e in errors["__all__"]]
     assert any(m.startswith("Cloud Run cannot enforce a read-only root filesystem") for m in messages)
     assert ContainerJob.objects.count() == 0
@@ -149,6 +149,6 @@ def test_create_job_accepts_with_the_opt_in_and_the_worker_rechecks_it(fake_clou
     host.refresh_from_db()
     found = job.launch_violations(job.to_spec(), host.to_spec(), app_settings())
     assert [(v.code, v.field) for v in found] == [
-        (UNENFORCEABLE_CODE, "user"),
-        (UNENFORCEABLE_CODE, "pids_limit"),
+        (UNENFORCEABLE, "user"),
+        (UNENFORCEABLE, "pids_limit"),
     ]

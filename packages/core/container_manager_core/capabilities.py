@@ -16,8 +16,6 @@ import attrs
 
 from container_manager_core.types import JobSpec, Violation
 
-UNENFORCEABLE_CODE = "executor_cannot_enforce"
-
 
 @attrs.frozen
 class Protection:
@@ -143,7 +141,7 @@ def unenforceable(
         remedy = f"; or list {protection.name!r} in {opt_in} to run such jobs without it" if opt_in else ""
         found.append(
             Violation(
-                UNENFORCEABLE_CODE,
+                "executor_cannot_enforce",
                 f"{executor} cannot enforce {protection.words}, which the job needs "
                 f"({protection.asked(job)}); the job is refused rather than run without it. Run it on a "
                 f"host whose executor enforces it{remedy}.",

@@ -161,10 +161,12 @@ def test_a_dangerous_spec_is_refused_even_without_the_policy(
     executor: DockerExecutor, docker_host: HostSpec, docker_client: docker.DockerClient, make_job: JobMaker
 ) -> None:
     # Calling the plugin directly skips PluginManager's policy check; the payload re-check still holds.
-    job = make_job("true", privileged=True, cap_add=("SYS_ADMIN",))
+    job = make_job("true", user="0", memory_limit_mb=1, network_mode="host")
     with pytest.raises(PolicyViolationError) as raised:
         executor.launch(docker_host, job)
-    assert {"payload.privileged", "payload.cap-add"} <= {v.code for v in raised.value.violations}
+    assert {"payload.root-user", "payload.memory-too-low", "payload.host-namespace"} <= {
+        v.code for v in raised.value.violations
+    }
     assert containers_named(docker_client, container_name(job.job_id)) == []
 
 

@@ -13,13 +13,14 @@ from mock_executor.plugin import MockExecutor
 from container_manager_core.capabilities import (
     PROTECTION_NAMES,
     PROTECTIONS,
-    UNENFORCEABLE_CODE,
     Capabilities,
     unenforceable,
 )
 from container_manager_core.errors import PolicyViolationError
 from container_manager_core.plugins import PluginManager
 from container_manager_core.types import HostSpec, JobSpec, PolicyLimits, TmpfsMount
+
+UNENFORCEABLE = "executor_cannot_enforce"
 
 
 def complete_job(**changes: Any) -> JobSpec:
@@ -91,7 +92,7 @@ def test_exactly_the_needed_unenforced_unaccepted_protections_are_refused(
     ]
     assert [v.field for v in found] == [p.field for p in expected]
     for violation, protection in zip(found, expected, strict=True):
-        assert violation.code == UNENFORCEABLE_CODE
+        assert violation.code == UNENFORCEABLE
         assert violation.message.startswith(
             f"Cloud Run cannot enforce {protection.words}, which the job needs"
         )
@@ -134,8 +135,8 @@ def test_a_plugin_refuses_on_its_own_hosts_only() -> None:
     job = complete_job()
     found = manager.validate_job(HostSpec("l1", "limited"), job, PolicyLimits())
     assert [(v.code, v.field) for v in found] == [
-        (UNENFORCEABLE_CODE, "user"),
-        (UNENFORCEABLE_CODE, "pids_limit"),
+        (UNENFORCEABLE, "user"),
+        (UNENFORCEABLE, "pids_limit"),
     ]
     assert manager.validate_job(HostSpec("m1", "mock"), job, PolicyLimits()) == []
     with pytest.raises(PolicyViolationError, match="'limited' executor cannot enforce a non-root user"):
