@@ -133,7 +133,15 @@ _CONFIG_KEY = re.compile(r"config(?:\.get\(|,)\s*\"([a-z_]+)\"")
 
 
 def docker_config_keys() -> set[str]:
-    """Return every ``executor_config`` key the Docker plugin or the core policy reads."""
+    """Return every ``executor_config`` key of the Docker plugin's typed config, the one way it reads them."""
+    import attrs
+    from docker_executor.config import DockerHostConfig
+
+    return {field.name for field in attrs.fields(DockerHostConfig)}
+
+
+def raw_docker_config_reads() -> set[str]:
+    """Return the keys read from a host's raw config mapping (by the guard's rules, the core policy)."""
     keys: set[str] = set()
     for source in DOCKER_CONFIG_SOURCES:
         for path in [source] if source.is_file() else sorted(source.rglob("*.py")):

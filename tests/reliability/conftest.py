@@ -10,10 +10,10 @@ from typing import Any
 import docker
 import pytest
 
-from container_manager.models import MANAGED_LABEL, ContainerJob, ExecutorHost
+from container_manager.models import ContainerJob, ExecutorHost
+from container_manager_core.labels import JOB_ID_LABEL, MANAGED_LABEL
 from tests.dockertools import build_test_image, docker_client_or_fail
 
-JOB_ID_LABEL = "container_manager.job_id"
 BASE_URL = "unix:///var/run/docker.sock"
 # Worker settings for these tests. Network "none": these tests are not about networking, and a
 # burst of bridge-networked containers has wedged this engine before.

@@ -13,7 +13,6 @@ import posixpath
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from container_manager_core.hookspecs import hookimpl
 from container_manager_core.identity import InvalidUser, parse_user
@@ -331,80 +330,3 @@ JOB_RULES: tuple[JobRule, ...] = (
 def validate_job(host: HostSpec | None, job: JobSpec, limits: PolicyLimits) -> list[Violation]:
     """Run every built-in job rule and return all the violations found."""
     return [violation for rule in JOB_RULES for violation in rule(host, job, limits)]
-
-
-# Hosts -------------------------------------------------------------------------------------------
-
-
-@hookimpl
-def validate_host(host: HostSpec) -> list[Violation]:
-    """Check a Docker host's connection string and transport security."""
-    if host.executor_type != "docker":
-        return []
-    return [*check_docker_connection(host), *check_docker_tls(host)]
-
-
-def check_docker_connection(host: HostSpec) -> Iterator[Violation]:
-    """Accept ``unix://`` sockets, ``tcp://host:port`` with TLS and ``ssh://`` hosts; empty means the local default."""
-    text = host.connection_string
-    if not text:
-        return
-    scheme, _, rest = text.partition("://")
-    scheme = scheme.lower()
-    if scheme == "unix":
-        if not rest.startswith("/"):
-            yield _bad_connection(host, "a unix:// connection needs an absolute socket path")
-    elif scheme == "tcp":
-        if not _is_host_port(text):
-            yield _bad_connection(host, "a tcp:// connection must be exactly tcp://HOST:PORT")
-        elif host.tls is None and host.config.get("allow_insecure_tcp") is not True:
-            yield Violation(
-                "tcp_without_tls",
-                f"Docker host {host.name!r} connects to {text!r} without TLS: the daemon would be open to "
-                "anyone on the network, who could run anything as root on it. Configure TLS, or set "
-                "allow_insecure_tcp in the host config if the network is truly private.",
-                "connection_string",
-            )
-    elif scheme == "ssh":
-        if not _has_host(text):
-            yield _bad_connection(host, "an ssh:// connection needs a host")
-    else:
-        yield _bad_connection(host, "it must start with unix://, tcp:// or ssh://")
-
-
-def check_docker_tls(host: HostSpec) -> Iterator[Violation]:
-    """Refuse TLS without certificate verification unless the host opts in."""
-    if host.tls is not None and not host.tls.verify and host.config.get("allow_insecure_tls") is not True:
-        yield Violation(
-            "tls_verify_disabled",
-            f"Docker host {host.name!r} turns off TLS verification, so anyone on the path could impersonate "
-            "the daemon. Provide a CA certificate, or set allow_insecure_tls in the host config.",
-            "tls",
-        )
-
-
-def _bad_connection(host: HostSpec, reason: str) -> Violation:
-    return Violation(
-        "connection_string_invalid",
-        f"Docker host {host.name!r} has connection string {host.connection_string!r}; {reason}.",
-        "connection_string",
-    )
-
-
-def _is_host_port(text: str) -> bool:
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError:
-        return False
-    plain = not (parts.path.strip("/") or parts.query or parts.fragment or parts.username or parts.password)
-    return bool(parts.hostname) and port is not None and plain
-
-
-def _has_host(text: str) -> bool:
-    try:
-        parts = urlsplit(text)
-        parts.port  # noqa: B018 - raises ValueError for a malformed port
-    except ValueError:
-        return False
-    return bool(parts.hostname)

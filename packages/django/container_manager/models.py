@@ -39,6 +39,7 @@ from container_manager.states import (
 )
 from container_manager_core.envfile import EnvSyntaxError, parse_env_text
 from container_manager_core.errors import NoExecutorPlugin
+from container_manager_core.labels import ATTEMPT_LABEL, JOB_ID_LABEL, MANAGED_LABEL
 from container_manager_core.logtext import storable_text
 from container_manager_core.secrets import redact
 from container_manager_core.types import (
@@ -56,10 +57,6 @@ if TYPE_CHECKING:
     from container_manager_core.plugins import PluginManager
 
 logger = logging.getLogger("container_manager.models")
-
-MANAGED_LABEL = "container_manager.managed"
-JOB_ID_LABEL = "container_manager.job_id"
-ATTEMPT_LABEL = "container_manager.attempt"
 
 # The core policy names JobSpec fields; these are the model fields a person edits to fix them.
 # Violations on other spec fields (set by the app, not the user) are reported as non-field errors.
@@ -160,12 +157,8 @@ class ExecutorHost(models.Model):
             raise ValidationError(problems)
 
     def _field_errors(self) -> dict[str, list[str]]:
-        errors: dict[str, list[str]] = {}
-        if connection := validation.connection_string_errors(self.host_type, self.connection_string):
-            errors["connection_string"] = connection
-        for field, messages in validation.tls_errors(self).items():
-            errors.setdefault(field, []).extend(messages)
-        return errors
+        # The address itself is the plugin's to judge (validate_host), here and in the worker alike.
+        return validation.tls_errors(self)
 
     def _type_and_config_errors(self) -> dict[str, list[ValidationError]]:
         if message := _installed_type_error(self.executor_type):

@@ -1,7 +1,8 @@
 """Structural checks on job and host fields, shared by model clean() and create_job().
 
-Security rules are not here: they belong to the core policy (run through the plugin manager), so
-every caller of every executor sees the same rules.
+Security rules are not here: they belong to the core policy and the executor plugins (run through
+the plugin manager), so every caller of every executor sees the same rules. A host's address is its
+plugin's to read (Docker: ``docker_executor.address``), through the ``validate_host`` hook.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 
@@ -130,44 +130,11 @@ def working_directory_errors(value: str) -> list[str]:
     return []
 
 
-def connection_string_errors(host_type: str, value: str) -> list[str]:
-    """Return what is wrong with a connection string for its host type."""
-    if host_type == "api":
-        return []
-    if host_type == "unix":
-        path = value.removeprefix("unix://")
-        if not value.startswith("unix://") or not path.startswith("/") or "\x00" in path:
-            return [
-                f"A unix host needs a connection string like 'unix:///var/run/docker.sock', got {value!r}."
-            ]
-        return []
-    if host_type == "tcp":
-        try:
-            parts = urlsplit(value)
-            port = parts.port
-        except ValueError:
-            port = None
-            parts = None
-        plain = parts is not None and not (
-            parts.path.strip("/") or parts.query or parts.fragment or parts.username
-        )
-        if parts is None or parts.scheme != "tcp" or not parts.hostname or port is None or not plain:
-            return [
-                f"A tcp host needs a connection string like 'tcp://docker.example.com:2376', got {value!r}."
-            ]
-        return []
-    return [f"Unknown host type {host_type!r}."]
-
-
 def tls_errors(host: ExecutorHost) -> dict[str, list[str]]:
     """Return what is wrong with a host's TLS file settings, by field."""
     errors: dict[str, list[str]] = {}
     if not host.tls_enabled:
         return errors
-    if host.host_type != "tcp":
-        errors.setdefault("tls_enabled", []).append(
-            f"TLS applies to tcp hosts only; host type {host.host_type!r} does not use it."
-        )
     for field in ("tls_ca_cert", "tls_client_cert", "tls_client_key"):
         path = getattr(host, field)
         if path and not path.startswith("/"):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -16,12 +15,10 @@ import docker.transport
 import docker.transport.unixconn
 import docker.utils
 
-from container_manager_core.errors import ExecutorError, ExecutorUnavailable
+from container_manager_core.errors import ExecutorUnavailable
 from container_manager_core.types import HostSpec, TlsSettings
+from docker_executor.config import docker_address, docker_config
 
-DEFAULT_BASE_URL = "unix:///var/run/docker.sock"
-DEFAULT_TIMEOUT = 30.0
-DEFAULT_HEALTH_TIMEOUT = 5.0
 # Connections kept open per engine: a runner thread per running job, the event monitor and removals.
 POOL_SIZE = 32
 
@@ -38,44 +35,20 @@ class ConnectionKey:
     api_version: str | None
 
 
-def config_seconds(config: Mapping[str, Any], key: str, default: float) -> int:
-    """Return a positive whole number of seconds from host config (docker-py wants an int)."""
-    value = config.get(key, default)
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ExecutorError(f"Host config {key!r} must be a positive number of seconds, got {value!r}.")
-    return max(1, math.ceil(value))
+def whole_seconds(seconds: float) -> int:
+    """Return a timeout as docker-py wants it: whole seconds, at least one."""
+    return max(1, math.ceil(seconds))
 
 
-def base_url(host: HostSpec) -> str:
-    """Return the engine address, refusing schemes this plugin does not connect to safely."""
-    url = host.connection_string or DEFAULT_BASE_URL
-    if url.startswith("unix://"):
-        return url
-    if url.startswith("tcp://"):
-        # An engine API on TCP without TLS is root on that machine for anyone who can reach the port;
-        # like the policy, allow it only when the host config opts in explicitly.
-        if host.tls is None and host.config.get("allow_insecure_tcp") is not True:
-            raise ExecutorError(
-                f"Host {host.name!r} connects to {url!r} without TLS; set TLS client settings "
-                "(ca_cert, client_cert, client_key), or allow_insecure_tcp for a truly private network."
-            )
-        return url
-    raise ExecutorError(
-        f"Host {host.name!r} has connection string {url!r}; use unix:///path/to/docker.sock or tcp://host:port."
-    )
+def connection_key(host: HostSpec, purpose: str, seconds: float) -> ConnectionKey:
+    """Return the cache key for ``host`` used for ``purpose`` with ``seconds`` per call.
 
-
-def connection_key(host: HostSpec, purpose: str, timeout: int) -> ConnectionKey:
-    """Return the cache key for ``host`` used for ``purpose`` with ``timeout`` seconds per call."""
-    pinned = host.config.get("api_version")
-    # "auto" asks the engine, as no setting does (docker-py's own "auto" would ask before trust_env is off).
-    version = None if pinned in (None, "auto") else str(pinned)
-    return ConnectionKey(host.name, purpose, base_url(host), host.tls, timeout, version)
+    Raises HostMisconfigured for a host whose config or address this plugin cannot use.
+    """
+    # A pinned None asks the engine, as "auto" does (docker-py's own "auto" would ask before trust_env is off).
+    version = docker_config(host).api_version
+    address = docker_address(host)
+    return ConnectionKey(host.name, purpose, address.base_url, host.tls, whole_seconds(seconds), version)
 
 
 def tls_config(tls: TlsSettings) -> docker.tls.TLSConfig:

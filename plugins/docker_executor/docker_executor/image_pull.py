@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import docker
@@ -16,12 +15,12 @@ import requests
 from container_manager_core.errors import ImagePullFailed
 from container_manager_core.images import ImageReference, InvalidImageReference
 from container_manager_core.types import HostSpec
-from docker_executor.connection import config_seconds
+from docker_executor.config import docker_config
+from docker_executor.connection import whole_seconds
 from docker_executor.engine_errors import api_url, explanation, raise_for_engine_status
 
 logger = logging.getLogger("docker_executor.image_pull")
 
-DEFAULT_PULL_TIMEOUT = 600.0
 _AUTH_FIELDS = ("username", "password", "serveraddress", "identitytoken", "registrytoken", "email")
 
 
@@ -41,11 +40,9 @@ def ensure_image(api: docker.APIClient, host: HostSpec, image: str) -> None:
 
 def registry_auth(host: HostSpec, image: str) -> dict[str, str] | None:
     """Return the host's registry credentials for the engine, or None when it has none."""
-    raw = host.config.get("registry_auth")
+    raw = docker_config(host).registry_auth
     if raw is None:
         return None
-    if not isinstance(raw, Mapping):
-        raise ImagePullFailed(image, f"host {host.name!r} has a registry_auth that is not a mapping.")
     return {key: str(raw[key]) for key in _AUTH_FIELDS if raw.get(key) not in (None, "")}
 
 
@@ -66,8 +63,8 @@ def pull_image(api: docker.APIClient, host: HostSpec, image: str) -> None:
     logger.info(
         "Pulling %r on host %r as %r.", image, host.name, None if auth is None else auth.get("username")
     )
-    read_timeout = config_seconds(host.config, "pull_timeout", DEFAULT_PULL_TIMEOUT)
-    connect_timeout = config_seconds(host.config, "timeout", 30)
+    config = docker_config(host)
+    read_timeout, connect_timeout = whole_seconds(config.pull_timeout), whole_seconds(config.timeout)
     url = api_url(api, "/images/create")
     try:
         response = api.post(

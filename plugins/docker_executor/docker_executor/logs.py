@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import struct
 import urllib.parse
-from collections.abc import Iterator, Mapping
-from typing import Any, Protocol
+from collections.abc import Iterator
+from typing import Protocol
 
 import docker
 
@@ -19,7 +19,6 @@ from container_manager_core.logtext import HeadTailBuffer, buffered_logs
 from container_manager_core.types import ExecutionLogs
 from docker_executor.engine_errors import api_url, raise_for_engine_status
 
-DEFAULT_LOG_CAP_BYTES = 1024 * 1024
 # Non-TTY log bodies are framed: stream id (1 stdout, 2 stderr), three zero bytes, big-endian length.
 FRAME_HEADER = struct.Struct(">BxxxL")
 STDOUT_ID, STDERR_ID = 1, 2
@@ -29,14 +28,6 @@ _PIECE = 64 * 1024
 
 class _Readable(Protocol):
     def read(self, amt: int) -> bytes: ...
-
-
-def log_cap(config: Mapping[str, Any]) -> int:
-    """Return the per-stream byte cap from host config."""
-    value = config.get("log_cap_bytes", DEFAULT_LOG_CAP_BYTES)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ExecutorError(f"Host config 'log_cap_bytes' must be a whole number of bytes, got {value!r}.")
-    return value
 
 
 def _read_exact(raw: _Readable, size: int) -> bytes:

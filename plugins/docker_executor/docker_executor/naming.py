@@ -6,13 +6,8 @@ import hashlib
 import re
 from collections.abc import Mapping
 
+from container_manager_core.labels import HOST_LABEL, JOB_ID_LABEL, MANAGED_LABEL, OWNER_LABEL
 from container_manager_core.types import HostSpec, JobSpec
-
-MANAGED_LABEL = "container_manager.managed"
-JOB_ID_LABEL = "container_manager.job_id"
-HOST_LABEL = "container_manager.host"
-# Which manager deployment (database of jobs) owns the container: see HostSpec.owner.
-OWNER_LABEL = "container_manager.owner"
 
 NAME_PREFIX = "cm-job-"
 # Docker's own rule for container names; anything else is refused by the engine.

@@ -11,10 +11,10 @@ import docker.types
 from container_manager_core.errors import LaunchFailed
 from container_manager_core.identity import InvalidUser, parse_user
 from container_manager_core.types import HostSpec, JobSpec, NetworkAttachment, TmpfsMount
+from docker_executor.config import docker_config
 from docker_executor.naming import container_labels, container_name
-from docker_executor.rules import DEFAULT_LOG_MAX_FILE, DEFAULT_LOG_MAX_SIZE, InvalidSize, parse_size
+from docker_executor.rules import InvalidSize, parse_size
 
-DEFAULT_NETWORK = "bridge"
 # tmpfs is the only writable place under the read-only root: no binaries, no setuid, no devices.
 TMPFS_FLAGS = "noexec,nosuid,nodev"
 NO_NEW_PRIVILEGES = "no-new-privileges=true"  # the ":" form is deprecated and logs a warning
@@ -44,7 +44,7 @@ def network_mode(host: HostSpec, job: JobSpec) -> str:
             )
         return first
     if job.network_mode is None:
-        return str(host.config.get("default_network", DEFAULT_NETWORK))
+        return docker_config(host).default_network
     return job.network_mode
 
 
@@ -55,8 +55,8 @@ def tmpfs_options(mount: TmpfsMount) -> str:
 
 def log_config(host: HostSpec) -> docker.types.LogConfig:
     """Return a json-file log driver bounded by size and file count, so a chatty job cannot fill the disk."""
-    max_size = str(host.config.get("log_max_size", DEFAULT_LOG_MAX_SIZE))
-    max_file = str(host.config.get("log_max_file", DEFAULT_LOG_MAX_FILE))
+    config = docker_config(host)
+    max_size, max_file = config.log_max_size, str(config.log_max_file)
     # In bytes, which every engine version reads alike ("10m" is 10^7 bytes to some, 2^20 x 10 to others).
     with contextlib.suppress(InvalidSize):
         max_size = str(parse_size(max_size))
@@ -87,7 +87,7 @@ def host_config(host: HostSpec, job: JobSpec, api_version: str) -> docker.types.
         log_config=log_config(host),
         restart_policy={"Name": "no"},
         # docker-init as PID 1 forwards SIGTERM to the job (a shell as PID 1 ignores it) and reaps zombies.
-        init=bool(host.config.get("use_init", True)),
+        init=docker_config(host).use_init,
     )
 
 

@@ -16,6 +16,7 @@ import docker.errors
 from container_manager_core.capabilities import Capabilities, unenforceable
 from container_manager_core.errors import ExecutionNotFound, ImagePullFailed, LaunchFailed
 from container_manager_core.hookspecs import hookimpl
+from container_manager_core.labels import JOB_ID_LABEL, OWNER_LABEL
 from container_manager_core.plugins import ExecutorPlugin
 from container_manager_core.types import (
     Execution,
@@ -28,16 +29,8 @@ from container_manager_core.types import (
     ResourceUsage,
     Violation,
 )
-from docker_executor.config import config_violations
-from docker_executor.connection import (
-    DEFAULT_HEALTH_TIMEOUT,
-    DEFAULT_TIMEOUT,
-    ClientCache,
-    ConnectionKey,
-    base_url,
-    config_seconds,
-    connection_key,
-)
+from docker_executor.config import docker_address, docker_config, host_violations
+from docker_executor.connection import ClientCache, ConnectionKey, connection_key, whole_seconds
 from docker_executor.engine_errors import (
     engine_call,
     explanation,
@@ -48,9 +41,9 @@ from docker_executor.engine_errors import (
 from docker_executor.guard import check_create_payload
 from docker_executor.health import check_health
 from docker_executor.image_pull import ensure_image
-from docker_executor.logs import log_cap, read_logs
+from docker_executor.logs import read_logs
 from docker_executor.monitor import HostEvents
-from docker_executor.naming import JOB_ID_LABEL, OWNER_LABEL, job_id_of, owner_filter
+from docker_executor.naming import job_id_of, owner_filter
 from docker_executor.networks import join_networks, require_networks
 from docker_executor.oom import oom_event_seen, oom_killed
 from docker_executor.payload import CreatePayload, build_create_payload
@@ -96,28 +89,27 @@ class DockerExecutor(ExecutorPlugin):
     @hookimpl
     def validate_host(self, host: HostSpec) -> list[Violation]:
         """Return the problems with a Docker host's configuration: its keys and values, and the defaults
-        that would weaken every job's container (see :mod:`docker_executor.config`)."""
-        return list(config_violations(host)) if self._mine(host) else []
+        that would weaken every job's container, its address and transport (see :mod:`docker_executor.config`)."""
+        return host_violations(host) if self._mine(host) else []
 
     # Connections ---------------------------------------------------------------------------------
 
     def _get_client(self, host: HostSpec) -> docker.DockerClient:
         """Return the cached docker-py client for ``host``, connecting on first use."""
-        timeout = config_seconds(host.config, "timeout", DEFAULT_TIMEOUT)
+        key = connection_key(host, "calls", docker_config(host).timeout)
         with engine_call(host, "connect"):
-            return self._clients.get(connection_key(host, "calls", timeout))
+            return self._clients.get(key)
 
     def _health_client(self, host: HostSpec) -> docker.DockerClient:
-        timeout = config_seconds(host.config, "health_timeout", DEFAULT_HEALTH_TIMEOUT)
-        return self._clients.get(connection_key(host, "health", timeout))
+        return self._clients.get(connection_key(host, "health", docker_config(host).health_timeout))
 
     def _call_timeout(self, host: HostSpec) -> float:
-        return float(config_seconds(host.config, "timeout", DEFAULT_TIMEOUT))
+        return float(whole_seconds(docker_config(host).timeout))
 
     def _events(self, host: HostSpec) -> HostEvents:
         """Return the host's shared event monitor (its thread starts when first asked for the epoch)."""
-        timeout = config_seconds(host.config, "timeout", DEFAULT_TIMEOUT)
-        key = (connection_key(host, "calls", timeout), host.owner)
+        calls = connection_key(host, "calls", docker_config(host).timeout)
+        key = (calls, host.owner)
         with self._monitors_lock:
             monitor = self._monitors.get(key)
             if monitor is None:
@@ -125,7 +117,7 @@ class DockerExecutor(ExecutorPlugin):
                     host.name,
                     lambda: self._get_client(host).api,
                     filters={"label": owner_filter(host)},
-                    call_timeout=float(timeout),
+                    call_timeout=float(calls.timeout),
                 )
                 self._monitors[key] = monitor
             return monitor
@@ -401,7 +393,7 @@ class DockerExecutor(ExecutorPlugin):
     def logs(self, host: HostSpec, execution_id: str, *, timestamps: bool) -> ExecutionLogs:
         """Return stdout and stderr apart, each capped at the host's ``log_cap_bytes`` (head and tail)."""
         api = self._get_client(host).api
-        limit = log_cap(host.config)
+        limit = docker_config(host).log_cap_bytes
         with engine_call(host, f"read the logs of execution {execution_id!r}"):
             try:
                 return read_logs(
@@ -425,7 +417,7 @@ class DockerExecutor(ExecutorPlugin):
                 sample = None
                 pid = state.get("Pid")
                 # The cgroup files are only this machine's when the engine is reached over a local socket.
-                if base_url(host).startswith("unix://") and isinstance(pid, int) and pid > 0:
+                if docker_address(host).local and isinstance(pid, int) and pid > 0:
                     wall = (datetime.now(UTC) - started).total_seconds()
                     sample = cgroup_sample(pid, container_id, wall)
                 if sample is None:

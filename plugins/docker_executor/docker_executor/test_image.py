@@ -23,7 +23,7 @@ from typing import Literal
 import docker
 import docker.errors
 
-from docker_executor.connection import DEFAULT_BASE_URL
+from docker_executor.address import DEFAULT_BASE_URL
 from docker_executor.engine_errors import UNREACHABLE, explanation
 
 DEFAULT_TAG = "container-manager-test:busybox"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 import docker
 import pytest
-from docker_executor.config import config_violations
+from docker_executor.config import host_violations
 from docker_executor.plugin import DockerExecutor
 
 from container_manager_core.errors import HostMisconfigured
@@ -21,7 +21,7 @@ def refused_host(docker_client: docker.DockerClient, docker_host: HostSpec) -> H
     host = attrs.evolve(
         docker_host, name="refused-version", config={**docker_host.config, "api_version": version}
     )
-    assert list(config_violations(host)) == []  # the plugin accepts it: only the engine can refuse it
+    assert host_violations(host) == []  # the plugin accepts it: only the engine can refuse it
     return host
 
 

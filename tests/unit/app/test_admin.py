@@ -158,11 +158,12 @@ def test_the_mask_cannot_stand_for_a_secret_that_was_never_stored(admin_client, 
 
 def test_an_invalid_host_form_is_shown_with_the_config_still_masked(admin_client, secret_host):
     data = form_data(admin_client.get(url("executorhost_change", secret_host.pk)))
-    data["connection_string"] = "not-a-socket"
+    data["tls_enabled"] = "on"
+    data["tls_ca_cert"] = "certs/ca.pem"
     response = admin_client.post(url("executorhost_change", secret_host.pk), data)
     html = response.content.decode()
     assert response.status_code == 200
-    assert "A unix host needs a connection string" in html
+    assert "The TLS file path must be absolute" in html
     for secret in SECRETS:
         assert secret not in html
 

@@ -20,6 +20,7 @@ from docker_executor.payload import build_create_payload
 from container_manager.conf import app_settings
 from container_manager.forms import ContainerJobForm
 from container_manager.models import ContainerJob, ExecutorHost
+from container_manager_core.errors import HostMisconfigured
 
 pytestmark = pytest.mark.django_db
 
@@ -149,7 +150,10 @@ def worker_verdict(case: Case) -> set[str]:
 def guard_verdict(case: Case) -> set[str]:
     job, host = queued_then_changed(case)
     spec, host_spec = job.to_spec(), host.to_spec()
-    payload = build_create_payload(host_spec, spec, "1.41")
+    try:
+        payload = build_create_payload(host_spec, spec, "1.41")
+    except HostMisconfigured:  # the typed host config refuses it: no request is ever built
+        return {"host_misconfigured"}
     return {v.code for v in payload_violations(payload.config, host_spec, payload.extra_networks)}
 
 

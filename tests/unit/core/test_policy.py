@@ -307,49 +307,6 @@ def test_host_allow_list_is_ignored_when_the_job_has_no_host_yet() -> None:
     assert PM.validate_job(None, safe_job(image="ghcr.io/x/y"), LIMITS) == []
 
 
-# Hosts ----------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("spec", "expected"),
-    [
-        (host(), []),
-        (host(connection="unix:///var/run/docker.sock"), []),
-        (host(connection="ssh://deploy@build.example.com"), []),
-        (host(connection="tcp://10.0.0.5:2376", tls=TlsSettings(ca_cert="/certs/ca.pem")), []),
-        (host(connection="tcp://10.0.0.5:2375"), ["tcp_without_tls"]),
-        (host(connection="TCP://10.0.0.5:2375"), ["tcp_without_tls"]),
-        (host(connection="tcp://10.0.0.5:2375", allow_insecure_tcp=True), []),
-        (host(connection="tcp://10.0.0.5:2375", allow_insecure_tcp="true"), ["tcp_without_tls"]),
-        (host(connection="tcp://h:2376", tls=TlsSettings(verify=False)), ["tls_verify_disabled"]),
-        (host(connection="tcp://h:2376", tls=TlsSettings(verify=False), allow_insecure_tls=True), []),
-        (
-            host(connection="tcp://h:2375", tls=TlsSettings(verify=False), allow_insecure_tcp=True),
-            ["tls_verify_disabled"],
-        ),
-        (host(connection="tcp://10.0.0.5"), ["connection_string_invalid"]),
-        (host(connection="tcp://10.0.0.5:99999"), ["connection_string_invalid"]),
-        (host(connection="tcp://10.0.0.5:2376/path", tls=TlsSettings()), ["connection_string_invalid"]),
-        (host(connection="unix://var/run/docker.sock"), ["connection_string_invalid"]),
-        (host(connection="ssh://"), ["connection_string_invalid"]),
-        (host(connection="http://10.0.0.5:2375"), ["connection_string_invalid"]),
-        (host(connection="/var/run/docker.sock"), ["connection_string_invalid"]),
-        (host("cloudrun", connection="projects/p/locations/r", tls=TlsSettings(verify=False)), []),
-    ],
-)
-def test_validate_host(spec: HostSpec, expected: list[str]) -> None:
-    violations = PM.validate_host(spec)
-    assert codes(violations) == expected
-    assert all(v.message.endswith(".") and repr(spec.name) in v.message for v in violations)
-
-
-def test_tcp_without_tls_explains_the_exposure() -> None:
-    (violation,) = PM.validate_host(host(connection="tcp://10.0.0.5:2375"))
-    assert "open to anyone on the network" in violation.message
-    assert "allow_insecure_tcp" in violation.message
-    assert violation.field == "connection_string"
-
-
 def test_core_modules_do_not_import_django() -> None:
     code = (
         "import sys\n"

@@ -1,4 +1,5 @@
-"""The Docker plugin's host config rules: one function, used when a host is saved and when a worker loads it."""
+"""The Docker plugin's typed host config: one constructor, used when a host is saved, when a worker loads
+it, and whenever the plugin reads a setting."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from docker_executor.config import (
     MAX_API_VERSION,
     MAX_LOG_CAP_BYTES,
     MIN_API_VERSION,
-    config_violations,
+    DockerHostConfig,
+    docker_config,
+    read_config,
 )
 from docker_executor.connection import connection_key
 from docker_executor.engine_errors import engine_call
@@ -29,7 +32,7 @@ def spec(**config: Any) -> HostSpec:
 
 
 def problems(**config: Any) -> list[tuple[str, str]]:
-    return [(v.code, v.message) for v in config_violations(spec(**config))]
+    return [(v.code, v.message) for v in read_config(spec(**config)).violations]
 
 
 def test_a_usable_config_has_no_problem():
@@ -144,8 +147,42 @@ def test_every_problem_is_reported_at_once():
 
 
 def test_the_known_keys_are_the_keys_the_code_reads():
-    # A key the plugin or the policy reads but the rules refuse would make a working host unusable.
+    # Every key has a typed field, and a key read from the raw mapping (the guard's rules, the core
+    # policy) is a known one: else a working host would be refused, or a typo read.
     assert reference.docker_config_keys() == KNOWN_KEYS
+    assert reference.raw_docker_config_reads() <= KNOWN_KEYS
+
+
+def test_the_typed_config_holds_the_values_and_the_safe_defaults():
+    config = docker_config(
+        spec(timeout=2.5, api_version="auto", log_max_file="3", allowed_registries="ghcr.io", use_init=True)
+    )
+    assert (config.timeout, config.api_version, config.log_max_file) == (2.5, None, 3)
+    assert config.allowed_registries == ("ghcr.io",)
+    defaults = docker_config(spec())
+    assert defaults == DockerHostConfig()
+    assert (defaults.use_init, defaults.allow_insecure_tcp, defaults.allow_insecure_tls) == (
+        True,
+        False,
+        False,
+    )
+    assert defaults.default_network == "bridge"
+
+
+def test_a_config_with_problems_is_never_built():
+    verdict = read_config(spec(timout=5, use_init=False))
+    assert verdict.config is None
+    with pytest.raises(HostMisconfigured, match="the config key 'timout' is unknown"):
+        docker_config(spec(timout=5))
+    with pytest.raises(HostMisconfigured, match="use_init may only be true"):
+        docker_config(spec(use_init=False))
+
+
+def test_registry_auth_is_never_shown():
+    config = docker_config(spec(registry_auth={"username": "bot", "password": "hunter2"}))
+    assert "hunter2" not in repr(config)
+    [(_code, message)] = problems(registry_auth="bot:hunter2")
+    assert "hunter2" not in message
 
 
 def test_the_plugin_validates_docker_hosts_only_through_the_hook():

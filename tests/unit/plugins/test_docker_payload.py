@@ -18,7 +18,7 @@ from docker_executor.plugin import plugin
 from hypothesis import given
 from hypothesis import strategies as st
 
-from container_manager_core.errors import LaunchFailed, PolicyViolationError
+from container_manager_core.errors import HostMisconfigured, LaunchFailed, PolicyViolationError
 from container_manager_core.types import Command, HostSpec, JobSpec, NetworkAttachment, TmpfsMount
 
 API = "1.41"
@@ -387,10 +387,15 @@ def test_the_cpu_floor_translates_to_a_quota_the_engine_keeps() -> None:
 
 @pytest.mark.parametrize("network", ["container:victim", "host", "CONTAINER:victim"])
 def test_a_host_default_network_that_shares_a_namespace_is_refused_in_the_payload(network: str) -> None:
+    # The typed host config refuses it, so no request is built from it...
     host = HostSpec("h1", "docker", config={"default_network": network})
-    payload = build_create_payload(host, job(network_mode=None), API)
+    with pytest.raises(HostMisconfigured, match="default_network"):
+        build_create_payload(host, job(network_mode=None), API)
+    # ...and a request carrying it anyway is refused by the guard.
+    payload = build_create_payload(HOST, job(network_mode=None), API)
+    payload.config["HostConfig"]["NetworkMode"] = network
     with pytest.raises(PolicyViolationError) as raised:
-        check_create_payload(payload.config, host, payload.extra_networks)
+        check_create_payload(payload.config, HOST, payload.extra_networks)
     assert {v.code for v in raised.value.violations} & {"payload.host-namespace", "payload.shared-namespace"}
 
 
@@ -451,8 +456,19 @@ def test_log_sizes_reach_the_engine_in_bytes(config: dict[str, Any], max_size: s
 def test_unsafe_host_log_and_init_settings_are_refused_in_the_payload(
     config: dict[str, Any], code: str
 ) -> None:
+    # The typed host config refuses them, so no request is built from them...
     host = HostSpec("h1", "docker", config=config)
-    assert code in {v.code for v in payload_violations(build_create_payload(host, job(), API).config, host)}
+    with pytest.raises(HostMisconfigured):
+        build_create_payload(host, job(), API)
+    # ...and a request carrying them anyway is refused by the guard.
+    request = build_create_payload(HOST, job(), API).config
+    if "use_init" in config:
+        request["HostConfig"]["Init"] = config["use_init"]
+    else:
+        options = request["HostConfig"]["LogConfig"]["Config"]
+        options["max-size"] = config["log_max_size"]
+        options["max-file"] = str(config.get("log_max_file", options["max-file"]))
+    assert code in {v.code for v in payload_violations(request, HOST)}
 
 
 @pytest.mark.parametrize(
