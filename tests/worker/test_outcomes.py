@@ -68,8 +68,9 @@ def test_plain_text_output_is_not_parsed_and_a_short_job_has_no_usage(host: Exec
     [
         ({"MOCK_EXIT_CODE": 3, "MOCK_STDERR": "boom"}, TerminationReason.NON_ZERO_EXIT, 3),
         ({"MOCK_OOM": "1"}, TerminationReason.OOM_KILLED, 137),
-        # 137 that the worker did not cause is the OOM killer even when the engine did not flag it.
-        ({"MOCK_EXIT_CODE": 137}, TerminationReason.OOM_KILLED, 137),
+        # The executor says whether 137 was the OOM killer (Docker weighs it against its own stops and
+        # the engine's events); the worker never guesses it from the number: the mock says it was not.
+        ({"MOCK_EXIT_CODE": 137}, TerminationReason.NON_ZERO_EXIT, 137),
     ],
 )
 def test_failures_record_the_reason_and_exit_code(
@@ -168,7 +169,12 @@ def test_max_jobs_stops_after_that_many(host: ExecutorHost):
             TerminationReason.TIMEOUT,
         ),
         (ExecutionStatus(ExecutionState.EXITED, exit_code=137), "cancelled", TerminationReason.CANCELLED),
-        (ExecutionStatus(ExecutionState.EXITED, exit_code=137), "", TerminationReason.OOM_KILLED),
+        (ExecutionStatus(ExecutionState.EXITED, exit_code=137), "", TerminationReason.NON_ZERO_EXIT),
+        (
+            ExecutionStatus(ExecutionState.EXITED, exit_code=137, oom_killed=True),
+            "",
+            TerminationReason.OOM_KILLED,
+        ),
         (
             ExecutionStatus(ExecutionState.EXITED, exit_code=1, oom_killed=True),
             "",

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
 from django.utils import timezone
 
-from container_manager.states import ACTIVE_STATUSES, CLAIMABLE_STATUSES, FINISHED_STATUSES, JobStatus
+from container_manager.due import claimable_q
+from container_manager.states import ACTIVE_STATUSES, FINISHED_STATUSES, JobStatus
 from container_manager.validation import encode_command
 
 if TYPE_CHECKING:
@@ -71,13 +71,8 @@ class ContainerJobQuerySet(models.QuerySet["ContainerJob"]):
         return self.filter(status__in=FINISHED_STATUSES)
 
     def claimable(self, now: datetime | None = None) -> ContainerJobQuerySet:
-        """Return jobs a worker may start now, highest priority and oldest first."""
-        now = now or timezone.now()
-        return self.filter(
-            Q(status__in=CLAIMABLE_STATUSES),
-            Q(scheduled_for__isnull=True) | Q(scheduled_for__lte=now),
-            Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
-        ).order_by("-priority", "created_at")
+        """Return jobs a worker may claim now (the claim's own rule), highest priority and oldest first."""
+        return self.filter(claimable_q(now or timezone.now())).order_by("-priority", "created_at")
 
     def on_host(self, host: ExecutorHost) -> ContainerJobQuerySet:
         return self.filter(docker_host=host)

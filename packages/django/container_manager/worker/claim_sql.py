@@ -8,37 +8,22 @@ among them, is ``ContainerJob.mark_launching``'s, with the other transitions in 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
 from django.db import connection
 
 from container_manager import sqltext
+from container_manager.due import claimable_sql
 from container_manager.models import ContainerJob, ExecutorHost
 from container_manager.sqltext import name, placeholders
 from container_manager.states import ACTIVE_STATUSES
 
 
-def _when(value: datetime) -> Any:
-    return connection.ops.adapt_datetimefield_value(value)
-
-
-def _due_condition(claimable: Sequence[str], now: datetime) -> tuple[str, list[Any]]:
-    """Claimable, not being cancelled, and neither scheduled nor backing off into the future."""
-    job = ContainerJob
-    sql = (
-        f"{name(job, 'status')} IN ({placeholders(claimable)})"
-        f" AND {name(job, 'cancel_requested_at')} IS NULL"
-        f" AND ({name(job, 'scheduled_for')} IS NULL OR {name(job, 'scheduled_for')} <= %s)"
-        f" AND ({name(job, 'next_attempt_at')} IS NULL OR {name(job, 'next_attempt_at')} <= %s)"
-    )
-    return sql, [*claimable, _when(now), _when(now)]
-
-
-def any_due(claimable: Sequence[str], now: datetime) -> bool:
+def any_due(now: datetime) -> bool:
     """Return whether any job may be claimed now (the idle path: one indexed query)."""
-    where, params = _due_condition(claimable, now)
+    where, params = claimable_sql(ContainerJob, now)
     with connection.cursor() as cursor:
         cursor.execute(sqltext.select("1", ContainerJob, where, " LIMIT 1"), params)
         return cursor.fetchone() is not None
@@ -79,7 +64,6 @@ def lock_hosts(host_names: Collection[str]) -> dict[ExecutorHost, int]:
 
 
 def candidates(
-    claimable: Sequence[str],
     now: datetime,
     *,
     host_pks: Collection[int],
@@ -91,7 +75,7 @@ def candidates(
     On PostgreSQL the rows are locked, and rows another claimer holds are skipped, not waited for.
     """
     job = ContainerJob
-    due, params = _due_condition(claimable, now)
+    due, params = claimable_sql(job, now)
     placeable = f"{name(job, 'docker_host')} IN ({placeholders(host_pks)})"
     params += list(host_pks)
     if floating_types:

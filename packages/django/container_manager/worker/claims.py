@@ -17,12 +17,7 @@ from django.utils import timezone
 
 from container_manager.health import refuse_if_unusable
 from container_manager.models import ContainerJob, ExecutorHost
-from container_manager.states import CLAIMABLE_STATUSES, JobStatus, sources_of
 from container_manager.worker import claim_sql
-
-# Jobs a claim may move to LAUNCHING, read from the transition table so the two cannot drift apart.
-_CLAIM_SOURCES = sorted(sources_of(JobStatus.LAUNCHING) & CLAIMABLE_STATUSES)
-
 
 @dataclass(frozen=True)
 class Claim:
@@ -67,7 +62,7 @@ def claim_jobs(
     now = timezone.now()
     if limit <= 0:
         return ClaimRound([], more_due=False)
-    if not announced and not claim_sql.any_due(_CLAIM_SOURCES, now):
+    if not announced and not claim_sql.any_due(now):
         return ClaimRound([], more_due=False)  # The idle path costs one indexed query.
     won: list[Claim] = []
     with transaction.atomic():
@@ -83,7 +78,7 @@ def claim_jobs(
         floating_types = types | ({""} if default_executor_type in types else set())
         # Read a few extra rows: some may wait for a host that fills up during this claim.
         candidates = claim_sql.candidates(
-            _CLAIM_SOURCES, now, host_pks=list(by_pk), floating_types=sorted(floating_types), limit=limit * 2
+            now, host_pks=list(by_pk), floating_types=sorted(floating_types), limit=limit * 2
         )
         if any(job.environment_template_id is not None for job in candidates):
             prefetch_related_objects(candidates, "environment_template")  # to_spec reads it

@@ -13,17 +13,19 @@ from container_manager.worker.tracking import StopReason
 from container_manager_core.logtext import parse_json_output, storable_json, storable_text, strip_timestamps
 from container_manager_core.types import ExecutionLogs, ExecutionStatus, ResourceUsage
 
-# What the kernel's OOM killer leaves behind (128 + SIGKILL) when the engine did not flag it.
-OOM_EXIT_CODE = 137
-
 
 def termination_reason(status: ExecutionStatus, stop_reason: str) -> TerminationReason:
-    """Say why the container ended; a container the worker stopped is never an OOM."""
+    """Say why the container ended; a container the worker stopped is never an OOM.
+
+    Whether the job ran out of memory is the executor's verdict (``status.oom_killed``): only it
+    knows what an exit code means on its platform (137 is SIGKILL on Docker, which it weighs
+    against its own stops and the engine's OOM events; a Cloud Run timeout exits 137 too).
+    """
     if stop_reason == StopReason.CANCELLED:
         return TerminationReason.CANCELLED
     if stop_reason == StopReason.TIMEOUT:
         return TerminationReason.TIMEOUT
-    if status.oom_killed or status.exit_code == OOM_EXIT_CODE:
+    if status.oom_killed:
         return TerminationReason.OOM_KILLED
     if status.exit_code == 0:
         return TerminationReason.COMPLETED
