@@ -19,6 +19,7 @@ from container_manager.health import refuse_if_unusable
 from container_manager.models import ContainerJob, ExecutorHost
 from container_manager.worker import claim_sql
 
+
 @dataclass(frozen=True)
 class Claim:
     """A job this worker now owns: the row as claimed, and whether the user pinned its host."""
