@@ -20,6 +20,7 @@ from container_manager_core.capabilities import Capabilities, unenforceable
 from container_manager_core.errors import (
     ExecutionNotFound,
     ExecutorUnavailable,
+    HostMisconfigured,
     ImagePullFailed,
     LaunchFailed,
 )
@@ -36,6 +37,7 @@ from container_manager_core.types import (
     ResourceUsage,
     Violation,
 )
+from mock_executor.config import mock_config, read_config
 from mock_executor.scenario import Scenario
 
 OOM_EXIT_CODE = 137
@@ -93,9 +95,14 @@ class MockExecutor(ExecutorPlugin):
             return []
         return unenforceable(job, self.capabilities, f"The {self.executor_type!r} executor")
 
+    @hookimpl
+    def validate_host(self, host: HostSpec) -> list[Violation]:
+        """Return the problems with a mock host's config (see :mod:`mock_executor.config`)."""
+        return list(read_config(host).violations) if self._mine(host) else []
+
     @staticmethod
     def _reachable(host: HostSpec) -> None:
-        if host.config.get("unreachable"):
+        if mock_config(host).unreachable:
             raise ExecutorUnavailable(f"Mock host {host.name!r} is configured as unreachable.")
 
     def _get(self, host: HostSpec, execution_id: str) -> _Run:
@@ -186,10 +193,13 @@ class MockExecutor(ExecutorPlugin):
 
     def health(self, host: HostSpec) -> HealthStatus:
         started = time.perf_counter()
-        if host.config.get("unreachable"):
-            error: str | None = f"Mock host {host.name!r} is configured as unreachable."
-        else:
-            error = host.config.get("unhealthy") or None
+        error: str | None
+        try:
+            config = mock_config(host)
+            unreachable = f"Mock host {host.name!r} is configured as unreachable."
+            error = unreachable if config.unreachable else (config.unhealthy or None)
+        except HostMisconfigured as exc:
+            error = str(exc)
         return HealthStatus(
             healthy=error is None,
             response_time=time.perf_counter() - started,

@@ -27,12 +27,18 @@ SECRETS = (REGISTRY_PASSWORD, API_TOKEN, DB_PASSWORD)
 
 @pytest.fixture
 def secret_host(db) -> ExecutorHost:
+    # A Docker host: its config keys are checked on save, so the secrets sit where Docker reads them.
     return make_host(
         "secret-host",
+        executor_type="docker",
+        connection_string="unix:///var/run/docker.sock",
         executor_config={
-            "registry_auth": {"username": "deploy-bot", "password": REGISTRY_PASSWORD},
-            "api_token": API_TOKEN,
-            "region": "eu-west",
+            "registry_auth": {
+                "username": "deploy-bot",
+                "password": REGISTRY_PASSWORD,
+                "identitytoken": API_TOKEN,
+            },
+            "default_network": "eu-west",
         },
     )
 
@@ -117,7 +123,7 @@ def test_saving_the_masked_config_keeps_the_stored_secrets(admin_client, secret_
     response = admin_client.get(url("executorhost_change", secret_host.pk))
     data = form_data(response)
     config = json.loads(data["executor_config"])
-    config["region"] = "us-east"
+    config["default_network"] = "us-east"
     data["executor_config"] = json.dumps(config)
     data["weight"] = "7"
 
@@ -127,9 +133,12 @@ def test_saving_the_masked_config_keeps_the_stored_secrets(admin_client, secret_
     secret_host.refresh_from_db()
     assert secret_host.weight == 7
     assert secret_host.executor_config == {
-        "registry_auth": {"username": "deploy-bot", "password": REGISTRY_PASSWORD},
-        "api_token": API_TOKEN,
-        "region": "us-east",
+        "registry_auth": {
+            "username": "deploy-bot",
+            "password": REGISTRY_PASSWORD,
+            "identitytoken": API_TOKEN,
+        },
+        "default_network": "us-east",
     }
 
 
@@ -141,7 +150,7 @@ def test_a_replaced_secret_is_saved(admin_client, secret_host):
     assert admin_client.post(url("executorhost_change", secret_host.pk), data).status_code == 302
     secret_host.refresh_from_db()
     assert secret_host.executor_config["registry_auth"]["password"] == NEW_PASSWORD
-    assert secret_host.executor_config["api_token"] == API_TOKEN
+    assert secret_host.executor_config["registry_auth"]["identitytoken"] == API_TOKEN
 
 
 def test_the_mask_cannot_stand_for_a_secret_that_was_never_stored(admin_client, secret_host):

@@ -365,3 +365,13 @@ def test_default_user_and_a_jobs_user_get_the_same_verdict(user: str, settings) 
     else:
         refused_as_default = False
     assert refused_as_default == refused_on_a_job
+
+
+# The mock plugin's typed config: refused on save and at the worker's host load alike. -------------
+
+
+@pytest.mark.parametrize(("config", "refused"), [({"unhealthy": "disk full"}, False), ({"timout": 5}, True)])
+def test_a_mock_host_config_gets_one_verdict(config: dict[str, Any], refused: bool) -> None:
+    host = ExecutorHost(name=f"mock-{next(_numbers)}", executor_type="mock", executor_config=config)
+    assert bool(clean_codes(host)) == refused
+    assert worker_refuses(host) == refused
