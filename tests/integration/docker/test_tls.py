@@ -1,21 +1,17 @@
 """TLS to a remote engine, tested for real against a second, TLS-only dockerd on localhost.
 
-The daemon gets its own data root, exec root, pidfile and containerd namespace, listens only on
-tcp://127.0.0.1:<free port> with --tlsverify, runs no containers, and is stopped at teardown.
+The daemon (tests/seconddaemon.py) gets its own data root, exec root, pidfile, containerd namespace
+and bridge, listens only on tcp://127.0.0.1:<free port> with --tlsverify, runs no containers, and is
+stopped at teardown.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import socket
 import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
 
 import attrs
 import docker
@@ -26,17 +22,9 @@ import requests.exceptions
 from docker_executor.plugin import DockerExecutor
 
 from container_manager_core.types import HostSpec, TlsSettings
-from tests.dockertools import RUN_ID, private_bridge
+from tests.seconddaemon import daemon_root, missing, second_dockerd
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
-
-START_TIMEOUT = 40.0
-
-
-def _missing(message: str) -> NoReturn:
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -89,42 +77,27 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _wait_ready(daemon: TlsDaemon, process: subprocess.Popen[bytes], log: Path) -> None:
+def _answers(daemon: TlsDaemon) -> bool:
     tls = docker.tls.TLSConfig(
         client_cert=(daemon.path("client.pem"), daemon.path("client.key")),
         ca_cert=daemon.path("ca.pem"),
         verify=True,
     )
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"The TLS dockerd exited with {process.returncode}: {log.read_text()[-2000:]}")
-        client = docker.APIClient(
-            base_url=f"tcp://127.0.0.1:{daemon.port}", version="1.41", tls=tls, timeout=5
-        )
-        client.trust_env = False
-        try:
-            if client.ping():
-                return
-        except (docker.errors.DockerException, requests.exceptions.RequestException):
-            time.sleep(0.3)
-        finally:
-            client.close()
-    pytest.fail(f"The TLS dockerd did not answer within {START_TIMEOUT} s: {log.read_text()[-2000:]}")
+    client = docker.APIClient(base_url=f"tcp://127.0.0.1:{daemon.port}", version="1.41", tls=tls, timeout=5)
+    client.trust_env = False
+    try:
+        return bool(client.ping())
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="module")
 def tls_daemon() -> Iterator[TlsDaemon]:
-    dockerd, openssl = shutil.which("dockerd"), shutil.which("openssl")
-    if dockerd is None or openssl is None:
-        _missing(
-            f"The TLS tests need dockerd and openssl on PATH (dockerd={dockerd!r}, openssl={openssl!r})."
-        )
-    # A short root: containerd's unix sockets live under the exec root and paths are capped at 108 bytes.
-    with tempfile.TemporaryDirectory(prefix="cmtls-", dir="/tmp") as root_dir, private_bridge() as bridge:
-        root = Path(root_dir)
+    if shutil.which("openssl") is None:
+        missing("The TLS tests need openssl on PATH.")
+    with daemon_root("cmtls-") as root:
         certs = root / "certs"
-        certs.mkdir()
+        certs.mkdir(mode=0o700)  # private keys: the root is traversable (0711), this is not
         _make_ca(certs, "ca")
         _make_ca(certs, "foreign-ca")
         _make_leaf(
@@ -132,41 +105,16 @@ def tls_daemon() -> Iterator[TlsDaemon]:
         )
         _make_leaf(certs, "client", "ca", "extendedKeyUsage=clientAuth\n")
         _make_leaf(certs, "foreign-client", "foreign-ca", "extendedKeyUsage=clientAuth\n")
-        (root / "daemon.json").write_text("{}")
         daemon = TlsDaemon(_free_port(), certs)
-        log = root / "dockerd.log"
-        namespace = f"cm-tls-{RUN_ID}"
-        command = [
-            dockerd,
-            f"--config-file={root / 'daemon.json'}",
-            f"--data-root={root / 'data'}",
-            f"--exec-root={root / 'exec'}",
-            f"--pidfile={root / 'dockerd.pid'}",
+        options = [
             f"-H=tcp://127.0.0.1:{daemon.port}",
             "--tlsverify",
             f"--tlscacert={daemon.path('ca.pem')}",
             f"--tlscert={daemon.path('server.pem')}",
             f"--tlskey={daemon.path('server.key')}",
-            f"--bridge={bridge}",
-            "--iptables=false",
-            "--ip-masq=false",
-            "--storage-driver=vfs",
-            f"--containerd-namespace={namespace}",
-            f"--containerd-plugins-namespace={namespace}-plugins",
-            "--log-level=warn",
         ]
-        with log.open("wb") as output:
-            process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-        try:
-            _wait_ready(daemon, process, log)
+        with second_dockerd(root, "tls", options, lambda: _answers(daemon)):
             yield daemon
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
 
 
 def test_the_right_client_certificate_connects(tls_daemon: TlsDaemon) -> None:
