@@ -41,6 +41,7 @@ WORKER_SETTINGS = {
     "DEFAULT_NETWORK_MODE": "none",  # Never a burst of bridge-networked containers on this engine.
     "DEFAULT_EXECUTOR_TYPE": "docker",
     "STOP_GRACE_SECONDS": 1,
+    "REQUIRE_USER_NAMESPACES": False,  # the benchmark's engine does not remap users
 }
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 FINISHED_CHANNEL = "bench_finished"

@@ -47,9 +47,10 @@ BASH_TIMEOUT_SECONDS = 90
 DOCTEST_FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 DOCS_SETTINGS = "docs.settings"
 BASH = shutil.which("bash") or "/bin/bash"
-# The one setting the documents run with that is not a default: a worker run with --once ends up to
-# one POLL_INTERVAL after its last job, so a shorter interval keeps the examples quick.
-DOCS_CONTAINER_MANAGER = {"POLL_INTERVAL": 0.1}
+# The settings the documents run with that are not defaults: a worker run with --once ends up to
+# one POLL_INTERVAL after its last job, so a shorter interval keeps the examples quick; the engine
+# that runs the examples does not remap users, so user namespaces cannot be required of it.
+DOCS_CONTAINER_MANAGER = {"POLL_INTERVAL": 0.1, "REQUIRE_USER_NAMESPACES": False}
 
 # The manage.py Django's startproject writes, pointed at the docs settings.
 MANAGE_PY = """\

@@ -15,8 +15,8 @@ from tests.settings import DATABASES
 if db_name := os.environ.get("CM_DOCS_DB_NAME"):
     DATABASES["default"]["NAME"] = db_name
 
-# As in the Python examples (docs/harness.py): only the poll interval differs from the defaults.
-CONTAINER_MANAGER = {"POLL_INTERVAL": 0.1}
+# As in the Python examples (docs/harness.py).
+CONTAINER_MANAGER = {"POLL_INTERVAL": 0.1, "REQUIRE_USER_NAMESPACES": False}
 
 LOGGING = {
     "version": 1,

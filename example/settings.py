@@ -53,6 +53,8 @@ CONTAINER_MANAGER = {
     "MAX_MEMORY_MB": 2048,
     "MAX_CPU": 2.0,
     "MAX_TIMEOUT_SECONDS": 3600,
+    # A demo on a laptop's engine, which rarely remaps users; production leaves this on (the default).
+    "REQUIRE_USER_NAMESPACES": False,
 }
 
 LOGGING = {

@@ -73,3 +73,8 @@ def _database() -> dict[str, object]:
 
 
 DATABASES = {"default": _database()}
+
+# This machine's dockerd (and CI's) does not remap users, and jobs must run on it: the one setting
+# that differs from the defaults. Tests of the requirement turn it on (tests/integration/docker/
+# test_user_namespaces.py, against a second engine started with --userns-remap=default).
+CONTAINER_MANAGER = {"REQUIRE_USER_NAMESPACES": False}

@@ -28,6 +28,7 @@ WORKER_SETTINGS: dict[str, Any] = {
     "RETRY_BACKOFF_MAX_SECONDS": 2,
     "DEFAULT_NETWORK_MODE": "none",
     "DEFAULT_EXECUTOR_TYPE": "docker",
+    "REQUIRE_USER_NAMESPACES": False,  # the local engine does not remap users
 }
 
 

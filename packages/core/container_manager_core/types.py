@@ -199,6 +199,11 @@ class HostSpec:
     ``owner`` names the manager deployment (one database of jobs) the executions belong to. Plugins
     label every execution with it and list only executions that carry it, so two deployments sharing
     one engine never adopt, reap or clean up each other's containers.
+
+    ``require_user_namespaces``: refuse to run jobs where the engine would not run them in a user
+    namespace (root in a container would be root on the machine). Executors whose engines have such
+    a choice (Docker: ``userns-remap`` or rootless) report such a host unhealthy and refuse its
+    launches with :class:`~container_manager_core.errors.HostMisconfigured`.
     """
 
     name: str = attrs.field(validator=attrs.validators.min_len(1))
@@ -208,6 +213,7 @@ class HostSpec:
     config: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_any_map, repr=_redact)
     auto_pull_images: bool = False
     owner: str = attrs.field(default="default", validator=_owner)
+    require_user_namespaces: bool = False
 
 
 class ExecutionState(enum.StrEnum):

@@ -17,5 +17,6 @@ class ContainerManagerConfig(AppConfig):
 
         checks.register(app_checks.check_settings, "container_manager")
         checks.register(app_checks.check_executor_plugins, "container_manager")
+        checks.register(app_checks.check_user_namespaces, "container_manager")
         # Reads the host table, yet untagged: plain `manage.py check` must report such hosts.
         checks.register(app_checks.check_host_plugins, "container_manager")

@@ -51,6 +51,39 @@ def check_executor_plugins(
     ]
 
 
+def check_user_namespaces(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Warn when jobs may run without user namespaces in a deployment that is not in DEBUG.
+
+    With REQUIRE_USER_NAMESPACES off, a Docker engine that neither remaps users nor runs rootless
+    runs jobs whose root is root on the machine. Under DEBUG (a laptop, whose engine rarely remaps)
+    the warning would only be noise.
+    """
+    from django.conf import settings
+
+    from container_manager.conf import app_settings
+
+    try:
+        required = app_settings().REQUIRE_USER_NAMESPACES
+    except ImproperlyConfigured:
+        return []  # check_settings reports it
+    if required or settings.DEBUG:
+        return []
+    return [
+        Warning(
+            "CONTAINER_MANAGER['REQUIRE_USER_NAMESPACES'] is off while DEBUG is off: jobs may run on "
+            "Docker engines without user namespaces, where root in a container is root on the machine.",
+            hint=(
+                'Start every engine with "userns-remap": "default" in daemon.json (or rootless), then '
+                "remove REQUIRE_USER_NAMESPACES from CONTAINER_MANAGER (it is on by default): "
+                "`manage.py check_hosts` names any engine that still runs jobs without them."
+            ),
+            id="container_manager.W003",
+        )
+    ]
+
+
 # Host names a W002 warning lists before it says "and N more".
 HOSTS_NAMED = 10
 

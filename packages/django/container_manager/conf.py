@@ -92,6 +92,11 @@ class AppSettings:
     ALLOWED_REGISTRIES: tuple[str, ...] | None = None
     # Only for images that cannot run with a read-only root filesystem; the policy refuses it otherwise.
     ALLOW_WRITABLE_ROOT: bool = False
+    # Refuse hosts whose engine runs containers without user namespaces (Docker: neither userns-remap
+    # nor rootless), so root in a container is never root on the machine. On by default: the safe
+    # setting is the product. Turn it off only for engines that cannot remap yet (a laptop, a CI
+    # runner); the system check container_manager.W003 warns while it is off and DEBUG is off.
+    REQUIRE_USER_NAMESPACES: bool = True
 
     # What create_job fills in when the caller leaves a value out.
     DEFAULT_MEMORY_LIMIT_MB: int = 256
@@ -145,7 +150,7 @@ class AppSettings:
             raise ImproperlyConfigured(
                 f"CONTAINER_MANAGER['MAX_RETRIES'] must be a whole number of at least 0, got {retries!r}."
             )
-        for name in ("CLEANUP_AFTER_HARVEST", "ALLOW_WRITABLE_ROOT"):
+        for name in ("CLEANUP_AFTER_HARVEST", "ALLOW_WRITABLE_ROOT", "REQUIRE_USER_NAMESPACES"):
             if not isinstance(getattr(self, name), bool):
                 raise ImproperlyConfigured(
                     f"CONTAINER_MANAGER[{name!r}] must be True or False, got {getattr(self, name)!r}."

@@ -213,6 +213,7 @@ class ExecutorHost(models.Model):
             config={"log_cap_bytes": settings.LOG_CAP_BYTES, **(self.executor_config or {})},
             auto_pull_images=self.auto_pull_images,
             owner=settings.manager_id(),
+            require_user_namespaces=settings.REQUIRE_USER_NAMESPACES,
         )
 
 

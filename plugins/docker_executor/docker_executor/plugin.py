@@ -39,7 +39,7 @@ from docker_executor.engine_errors import (
     version_refused,
 )
 from docker_executor.guard import check_create_payload
-from docker_executor.health import check_health
+from docker_executor.health import UserNamespaceGate, check_health
 from docker_executor.image_pull import ensure_image
 from docker_executor.logs import read_logs
 from docker_executor.monitor import HostEvents
@@ -83,6 +83,7 @@ class DockerExecutor(ExecutorPlugin):
         self._images: Recent[float] = Recent()
         self._monitors: dict[tuple[ConnectionKey, str], HostEvents] = {}
         self._monitors_lock = threading.Lock()
+        self._user_namespaces = UserNamespaceGate()
 
     # Policy --------------------------------------------------------------------------------------
 
@@ -140,6 +141,8 @@ class DockerExecutor(ExecutorPlugin):
         except docker.errors.InvalidVersion as exc:  # docker-py refuses a setting in the pinned version
             raise version_refusal(host, f"launch job {job.job_id!r}", str(exc)) from exc
         with engine_call(host, f"launch job {job.job_id!r}"):
+            # Before anything is created: an engine that stopped remapping since the health check.
+            self._user_namespaces.require(host, api.info)
             require_networks(api, host, payload.config["HostConfig"]["NetworkMode"], payload.extra_networks)
             self._ensure_image(api, host, job.image)
             # Opened before the create, so the container's whole life is in the host's event stream.

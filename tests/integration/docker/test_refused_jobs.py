@@ -24,6 +24,7 @@ WORKER = {
     "HEALTH_CHECK_INTERVAL": 60,
     "RECONCILE_INTERVAL": 600,
     "STOP_GRACE_SECONDS": 1,
+    "REQUIRE_USER_NAMESPACES": False,  # the local engine does not remap users
 }
 
 
