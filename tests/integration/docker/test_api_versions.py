@@ -43,15 +43,3 @@ def test_a_launch_the_engine_refuses_for_its_version_is_a_host_fault(
     job: JobSpec = make_job("true")
     with pytest.raises(HostMisconfigured, match=r"refused to launch job .* client version "):
         executor.launch(refused_host, job)
-
-
-def test_a_pinned_version_too_old_for_the_request_is_a_host_fault(
-    executor: DockerExecutor, docker_host: HostSpec, make_job
-):
-    # Saved behind validation: the plugin reads its settings through the typed config, which refuses
-    # a version below the oldest it can build every request for (docker-py has no init below 1.25).
-    host = attrs.evolve(docker_host, config={**docker_host.config, "api_version": "1.24"})
-    with pytest.raises(
-        HostMisconfigured, match=r"api_version '1.24' is outside the versions this plugin supports"
-    ):
-        executor.launch(host, make_job("true"))

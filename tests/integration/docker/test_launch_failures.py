@@ -15,8 +15,6 @@ from docker_executor.naming import container_name
 from docker_executor.plugin import DockerExecutor
 
 from container_manager_core.errors import (
-    ExecutorError,
-    ExecutorUnavailable,
     ImagePullFailed,
     LaunchFailed,
     PolicyViolationError,
@@ -196,17 +194,3 @@ def test_a_missing_program_is_the_jobs_failure_not_a_launch_failure(
     status = wait_exited(executor, docker_host, execution.execution_id)
     assert (status.exit_code, status.oom_killed) == (127, False)
     assert "/no/such/program" in executor.logs(docker_host, execution.execution_id, timestamps=False).stderr
-
-
-def test_an_unreachable_engine_is_unavailable(executor: DockerExecutor, make_job: JobMaker) -> None:
-    host = HostSpec("gone", "docker", f"unix:///tmp/cm-no-such-{RUN_ID}.sock", config={"timeout": 2})
-    with pytest.raises(ExecutorUnavailable, match="Docker host 'gone'"):
-        executor.launch(host, make_job("true"))
-    with pytest.raises(ExecutorUnavailable):
-        executor.status(host, "anything")
-
-
-def test_plain_tcp_is_refused_unless_the_host_opts_in(executor: DockerExecutor, make_job: JobMaker) -> None:
-    host = HostSpec("plain", "docker", "tcp://127.0.0.1:2375")
-    with pytest.raises(ExecutorError, match="without TLS"):
-        executor.launch(host, make_job("true"))

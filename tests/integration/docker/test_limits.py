@@ -8,7 +8,7 @@ from pathlib import Path
 
 import docker
 import pytest
-from docker_executor.oom import oom_event_seen, oom_killed
+from docker_executor.oom import oom_event_seen
 from docker_executor.plugin import DockerExecutor
 from docker_executor.state import parse_engine_time
 from docker_executor.usage import cgroup_dirs
@@ -60,33 +60,6 @@ def test_a_job_within_its_memory_is_not_oom(
     )
     status = wait_exited(executor, docker_host, execution.execution_id)
     assert (status.exit_code, status.oom_killed) == (0, False)
-
-
-@pytest.mark.parametrize(
-    ("flagged", "exit_code", "stopped_by_us", "event", "expected"),
-    [
-        (True, 137, True, False, True),  # the engine's flag
-        (False, 137, False, False, True),  # a SIGKILL nobody here sent
-        (False, 137, True, False, False),  # our own stop's SIGKILL
-        (False, 0, False, True, True),  # only the event saw it
-        (False, 1, False, False, False),
-    ],
-)
-def test_oom_verdict_combines_flag_exit_status_and_events(
-    flagged: bool, exit_code: int, stopped_by_us: bool, event: bool, expected: bool
-) -> None:
-    asked: list[bool] = []
-
-    def event_seen() -> bool:
-        asked.append(True)
-        return event
-
-    verdict = oom_killed(
-        flagged=flagged, exit_code=exit_code, stopped_by_us=stopped_by_us, event_seen=event_seen
-    )
-    assert verdict is expected
-    # The event query costs a round trip: it is only made when cheaper evidence did not decide.
-    assert bool(asked) == (not flagged and not (exit_code == 137 and not stopped_by_us))
 
 
 def test_fork_bomb_is_held_at_the_pids_limit(
