@@ -18,7 +18,7 @@ import html
 import itertools
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +39,6 @@ from tests.dockertools import RUN_ID
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db]
 
-OWNER = f"audit-{RUN_ID}"
 SOCKET = "unix:///var/run/docker.sock"
 HEX = "a" * 64
 LIBRARY_ONLY = {"allowed_registries": ["docker.io/library"]}
@@ -85,32 +84,36 @@ UID_ALONE = ("1001", "00001001", "65534")
 
 
 @pytest.fixture(autouse=True)
-def _own_owner_and_fast_logins(settings: Any) -> None:
-    # The owner label on every container this test's jobs could create: the event count reads it.
+def owner(settings: Any) -> str:
+    """Return an owner id of this test alone: the label on every container its jobs could create."""
+    owner = f"audit-{RUN_ID}-{next(_numbers)}"
     settings.CONTAINER_MANAGER = {
-        "MANAGER_ID": OWNER,
+        "MANAGER_ID": owner,
         "POLL_INTERVAL": 0.05,
         "HEALTH_CHECK_INTERVAL": 60,
         "RECONCILE_INTERVAL": 600,
         "STOP_GRACE_SECONDS": 1,
     }
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    return owner
 
 
 @pytest.fixture
-def engine_creates(docker_client: docker.DockerClient) -> Iterator[Callable[[], int]]:
-    """Return a counter of the engine's container creates for this run's owner since the test began."""
-    since = time.time() - 1
+def engine_creates(docker_client: docker.DockerClient, owner: str) -> Callable[[], int]:
+    """Return a counter of the engine's container creates for this test's owner, from its events."""
+    since = int(time.time()) - 1  # whole seconds; the owner, not the time, keeps other tests out
 
     def count() -> int:
-        filters = {"type": "container", "event": "create", "label": f"container_manager.owner={OWNER}"}
-        events = docker_client.api.events(since=since, until=time.time() + 1, filters=filters, decode=True)
+        filters = {"type": "container", "event": "create", "label": f"container_manager.owner={owner}"}
+        events = docker_client.api.events(
+            since=since, until=int(time.time()) + 2, filters=filters, decode=True
+        )
         try:
             return sum(1 for _ in events)
         finally:
             events.close()
 
-    yield count
+    return count
 
 
 def make_host(config: dict[str, Any]) -> ExecutorHost:
@@ -298,10 +301,9 @@ def test_a_request_finding_fails_the_launch_with_no_create(
     # No job field or host setting reaches these any more: a faulty translation is the only way in,
     # so the plugin's own request build is made faulty, and the guard must still refuse it.
     change, code = REQUEST_FINDINGS[name]
-    real_build = docker_plugin.build_create_payload
 
     def faulty_build(*args: Any, **kwargs: Any) -> CreatePayload:
-        payload = real_build(*args, **kwargs)
+        payload = build_create_payload(*args, **kwargs)
         change(payload.config["HostConfig"])
         return payload
 
