@@ -88,6 +88,7 @@ def owner(settings: Any) -> str:
     """Return an owner id of this test alone: the label on every container its jobs could create."""
     owner = f"audit-{RUN_ID}-{next(_numbers)}"
     settings.CONTAINER_MANAGER = {
+        **settings.CONTAINER_MANAGER,
         "MANAGER_ID": owner,
         "POLL_INTERVAL": 0.05,
         "HEALTH_CHECK_INTERVAL": 60,

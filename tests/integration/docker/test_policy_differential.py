@@ -462,7 +462,7 @@ def test_what_every_door_accepts_the_engine_runs_isolated(
     settings: Any, docker_client: docker.DockerClient, test_image: str, images: list[str], cleanup: None
 ) -> None:
     # An owner of this run's own, so no other worker on this engine ever adopts these containers.
-    settings.CONTAINER_MANAGER = {"MANAGER_ID": f"difftest-{RUN_ID}"}
+    settings.CONTAINER_MANAGER = {**settings.CONTAINER_MANAGER, "MANAGER_ID": f"difftest-{RUN_ID}"}
     api_version = str(docker_client.api.api_version)
     base = {"image": test_image, "command": "true", "user": "1001:1001", "memory_limit": 64, "cpu_limit": 0.5}
     outcomes: Counter[str] = Counter()
@@ -509,7 +509,7 @@ def test_what_every_door_accepts_the_engine_runs_isolated(
 
 @pytest.fixture
 def good_host(settings: Any) -> ExecutorHost:
-    settings.CONTAINER_MANAGER = {"MANAGER_ID": f"difftest-{RUN_ID}"}
+    settings.CONTAINER_MANAGER = {**settings.CONTAINER_MANAGER, "MANAGER_ID": f"difftest-{RUN_ID}"}
     host, codes = check_host({"default_network": "none"})
     assert codes == set()
     return host
