@@ -25,9 +25,10 @@ from container_manager_core.types import HostSpec, Violation
 from docker_executor.address import AddressVerdict, DockerAddress, read_address
 from docker_executor.rules import DEFAULT_LOG_MAX_FILE, DEFAULT_LOG_MAX_SIZE, host_config_violations
 
-# The oldest engine API this plugin can build every job's request for: docker-py refuses `init`
-# below 1.25 and bind `mounts` below 1.30 (it supports 1.24 and up). The newest is docker-py's own.
-MIN_API_VERSION = "1.30"
+# The oldest engine API this plugin can build every job's request for: a private cgroup namespace
+# (CgroupnsMode) needs 1.41 (Docker Engine 20.10); below it an engine on cgroup v1 shares the host's.
+# The newest is docker-py's own.
+MIN_API_VERSION = "1.41"
 MAX_API_VERSION = str(docker.constants.DEFAULT_DOCKER_API_VERSION)
 # Each stream's cap is held in memory and stored in one database row: beyond this, lower it.
 MAX_LOG_CAP_BYTES = 64 * 1024 * 1024

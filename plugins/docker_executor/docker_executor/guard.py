@@ -103,6 +103,14 @@ def _namespace_violations(
             yield _v("host-namespace", problem[1], key)
         elif problem is not None:
             yield _v("shared-namespace", problem[1], key)
+    if hc.get("CgroupnsMode") != "private":
+        # Left unset, an engine on cgroup v1 gives the container the host's cgroup namespace.
+        yield _v(
+            "host-namespace",
+            f"CgroupnsMode is {hc.get('CgroupnsMode')!r}; it must be 'private', or an engine on cgroup v1 "
+            "shares the host's cgroup namespace.",
+            "CgroupnsMode",
+        )
 
 
 def _mount_violations(hc: Mapping[str, Any]) -> Iterator[Violation]:

@@ -84,6 +84,8 @@ def host_config(host: HostSpec, job: JobSpec, api_version: str) -> docker.types.
         memswap_limit=memory,
         nano_cpus=None if job.cpu_limit is None else round(job.cpu_limit * 1e9),
         network_mode=network_mode(host, job),
+        # Explicit: an engine on cgroup v1 would otherwise give the container the host's cgroup namespace.
+        cgroupns="private",
         log_config=log_config(host),
         restart_policy={"Name": "no"},
         # docker-init as PID 1 forwards SIGTERM to the job (a shell as PID 1 ignores it) and reaps zombies.
