@@ -6,10 +6,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+from container_manager import validation
 from container_manager.due import claimable_q
 from container_manager.states import ACTIVE_STATUSES, FINISHED_STATUSES, JobStatus
 from container_manager.validation import encode_command
@@ -191,9 +191,10 @@ def _resolve_template(value: str | EnvironmentVariableTemplate | None) -> Enviro
     try:
         return EnvironmentVariableTemplate.objects.get(name=value)
     except EnvironmentVariableTemplate.DoesNotExist:
-        raise ValidationError(
-            {"environment_template": f"No environment template named {value!r}; create it first."},
-            code="unknown_template",
+        raise validation.field_error(
+            "environment_template",
+            f"No environment template named {value!r}; create it first.",
+            "unknown_template",
         ) from None
 
 
@@ -205,6 +206,6 @@ def _resolve_host(value: str | ExecutorHost | None) -> ExecutorHost | None:
     try:
         return ExecutorHost.objects.get(name=value)
     except ExecutorHost.DoesNotExist:
-        raise ValidationError(
-            {"docker_host": f"No executor host named {value!r}."}, code="unknown_host"
+        raise validation.field_error(
+            "docker_host", f"No executor host named {value!r}.", "unknown_host"
         ) from None

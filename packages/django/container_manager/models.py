@@ -238,7 +238,7 @@ class EnvironmentVariableTemplate(models.Model):
         try:
             parse_env_text(self.environment_variables_text)
         except EnvSyntaxError as exc:
-            raise ValidationError({"environment_variables_text": str(exc)}, code="env_syntax") from exc
+            raise validation.field_error("environment_variables_text", str(exc), "env_syntax") from exc
 
     def get_environment_variables(self) -> dict[str, str]:
         """Return the parsed variables."""

@@ -33,15 +33,26 @@ def encode_command(command: str | Sequence[str] | None) -> tuple[str, str]:
     if isinstance(command, list | tuple):
         args = list(command)
         if not args or not all(isinstance(arg, str) for arg in args):
-            raise ValidationError(
-                {"command": f"An exec-form command is a non-empty list of strings, got {command!r}."},
-                code="command_invalid",
-            )
+            what = "an empty list" if not args else "a list with an item that is not a string"
+            raise _command_error(f"An exec-form command is a non-empty list of strings, got {what}.")
         return json.dumps(args), CommandForm.EXEC.value
-    raise ValidationError(
-        {"command": f"A command is a string (shell form) or a list of strings (exec form), got {command!r}."},
-        code="command_invalid",
+    raise _command_error(
+        "A command is a string (shell form) or a list of strings (exec form), "
+        f"got a {type(command).__name__}."
     )
+
+
+def _command_error(message: str) -> ValidationError:
+    # The message names the kind of value, never the value, which may be large or hold a secret.
+    return field_error("command", message, "command_invalid")
+
+
+def field_error(field: str, message: str, code: str) -> ValidationError:
+    """Return a ValidationError on ``field`` that keeps ``code``.
+
+    The code must sit on the field's own error: Django drops a code given beside a dict of errors.
+    """
+    return ValidationError({field: ValidationError(message, code=code)})
 
 
 def decode_command(text: str, form: str) -> str | list[str]:

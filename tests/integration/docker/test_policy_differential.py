@@ -58,15 +58,9 @@ ALLOWED_BIND_DIRS: tuple[str, ...] = ()
 # Refusal codes Django's own field validation gives, with Django's own sentences.
 DJANGO_CODES = frozenset({"invalid", "min_value", "max_value", "max_length", "blank", "null", "required"})
 
-# Findings the engine shows and no door refuses yet on main, each with a strict xfail test below
-# that names it. The property still reports every other breach; when a finding is fixed its xfail
-# test passes, fails as strict, and the entry goes.
-OPEN_FINDINGS = {
-    "CgroupnsMode": "the engine's default cgroup namespace on cgroup v1 is the host's, and the request "
-    "never asks for a private one",
-    "empty exec command": "create_job refuses an empty exec-form command with a message but no code "
-    "(validation.encode_command passes code= beside a dict, where Django drops it)",
-}
+# Findings the engine shows and no door refuses yet, each with a strict xfail test that names it.
+# The property still reports every other breach. None is open now.
+OPEN_FINDINGS: dict[str, str] = {}
 
 _numbers = itertools.count(1)
 
@@ -281,9 +275,8 @@ def job_changes(images: list[str]) -> st.SearchStrategy[dict[str, Any]]:
             max_size=5,
         ),
         "command": st.one_of(
-            # Never None: the test image has no CMD of its own, so the engine would refuse it. Never
-            # []: refused without a code, an open finding with its own xfail test below.
-            st.sampled_from(["true", ["true"]]),
+            # Never None: the test image has no CMD of its own, so the engine would refuse it.
+            st.sampled_from(["true", ["true"], []]),
             sized([10, 65_536, 65_537, 300_000], prefix="echo "),
             sized([70_000]).map(lambda text: ["echo", text]),
         ),
@@ -516,16 +509,11 @@ def good_host(settings: Any) -> ExecutorHost:
 
 
 def test_the_container_gets_a_cgroup_namespace_of_its_own(
-    request: pytest.FixtureRequest,
     docker_client: docker.DockerClient,
     test_image: str,
     good_host: ExecutorHost,
     cleanup: None,
 ) -> None:
-    if str(docker_client.info().get("CgroupVersion")) == "1":
-        request.applymarker(
-            pytest.mark.xfail(strict=True, raises=AssertionError, reason=OPEN_FINDINGS["CgroupnsMode"])
-        )
     job = ContainerJob.objects.create_job(test_image, "true", docker_host=good_host)
     inspected = create_and_inspect(
         docker_client, engine_request(job, good_host, str(docker_client.api.api_version))
@@ -543,7 +531,6 @@ def test_memory_below_the_engine_minimum_is_refused_before_the_engine(
     assert "memory_limit_too_low" in refusal(raised.value)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=OPEN_FINDINGS["empty exec command"])
 def test_an_empty_exec_command_is_refused_with_a_documented_code(
     test_image: str, good_host: ExecutorHost
 ) -> None:
