@@ -162,7 +162,10 @@ DANGEROUS: dict[str, tuple[Any, str]] = {
     "other container's userns": (_set("HostConfig.UsernsMode", "container:abc"), "payload.shared-namespace"),
     "host cgroup namespace": (_set("HostConfig.CgroupnsMode", "host"), "payload.host-namespace"),
     # Unset, an engine on cgroup v1 gives the container the host's cgroup namespace.
-    "the engine's default cgroup namespace": (_set("HostConfig.CgroupnsMode", None), "payload.host-namespace"),
+    "the engine's default cgroup namespace": (
+        _set("HostConfig.CgroupnsMode", None),
+        "payload.host-namespace",
+    ),
     "host network, spelled loudly": (_set("HostConfig.NetworkMode", " HOST "), "payload.host-namespace"),
     "host network as an endpoint": (
         _set("NetworkingConfig", {"EndpointsConfig": {"host": {}}}),
