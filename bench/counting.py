@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 _counts: Counter[str] = Counter()
-_EXECUTOR_CALLS = ("launch_job", "wait_for_exits", "check_status", "get_logs", "get_usage", "cleanup")
+_EXECUTOR_CALLS = ("launch_job", "wait_for_exit", "check_status", "get_logs", "get_usage", "cleanup")
 _lock = threading.Lock()
 
 

@@ -81,7 +81,7 @@ def wait_exited(
     """Poll the plugin until the execution exits; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
-        status = executor.status(host, execution_id)
+        status = executor.check_status(host, execution_id)
         if status.state is ExecutionState.EXITED:
             return status
         if time.monotonic() > deadline:

@@ -35,7 +35,7 @@ def silent_port() -> Iterator[int]:
 
 
 def test_healthy_host_reports_where_it_looked(executor: CloudRunExecutor, cloudrun_host: HostSpec) -> None:
-    health = executor.health(cloudrun_host)
+    health = executor.get_health_status(cloudrun_host)
     assert (health.healthy, health.error, health.engine_version) == (True, None, "Cloud Run Admin API v2")
     assert health.details["project"] == "fake-project"
     assert health.details["region"] == "europe-west1"
@@ -45,7 +45,7 @@ def test_denied_permissions_are_unhealthy_and_name_the_role(
     executor: CloudRunExecutor, cloudrun_host: HostSpec, fake_cloudrun: FakeCloudRun
 ) -> None:
     fake_cloudrun.deny_permissions()
-    health = executor.health(cloudrun_host)
+    health = executor.get_health_status(cloudrun_host)
     assert not health.healthy
     assert health.error is not None
     assert "PERMISSION_DENIED" in health.error
@@ -59,7 +59,7 @@ def test_denied_log_reading_is_unhealthy_too(
     fake_cloudrun.fail_next(
         "ListLogEntries", grpc.StatusCode.PERMISSION_DENIED, "No logging.logEntries.list."
     )
-    health = executor.health(cloudrun_host)
+    health = executor.get_health_status(cloudrun_host)
     assert not health.healthy
     assert health.error is not None
     assert "roles/logging.viewer" in health.error
@@ -73,7 +73,7 @@ def test_unreachable_endpoint_is_unhealthy(
     host = cloudrun_host_spec(
         fake_cloudrun, api_endpoint=f"127.0.0.1:{closed_port}", health_timeout_seconds=2
     )
-    health = executor.health(host)
+    health = executor.get_health_status(host)
     assert not health.healthy
     assert health.error is not None
     assert "unreachable" in health.error
@@ -86,7 +86,7 @@ def test_silent_endpoint_is_unhealthy_after_the_health_timeout(
     host = cloudrun_host_spec(
         fake_cloudrun, api_endpoint=f"127.0.0.1:{silent_port}", health_timeout_seconds=0.5
     )
-    health = executor.health(host)
+    health = executor.get_health_status(host)
     assert not health.healthy
     assert health.error is not None
     assert "did not answer in time" in health.error  # the deadline expired, not the connection
@@ -112,7 +112,7 @@ def test_misconfiguration_is_unhealthy_with_the_reason(
         host = HostSpec(
             host.name, host.executor_type, config={k: v for k, v in host.config.items() if k != "project"}
         )
-    health = executor.health(cloudrun_host_spec(fake_cloudrun, **change))
+    health = executor.get_health_status(cloudrun_host_spec(fake_cloudrun, **change))
     assert not health.healthy
     assert health.error is not None
     assert expected in health.error
@@ -123,7 +123,7 @@ def test_anonymous_credentials_off_loopback_are_refused(
     executor: CloudRunExecutor, fake_cloudrun: FakeCloudRun
 ) -> None:
     host = cloudrun_host_spec(fake_cloudrun, api_endpoint="run.example.com:443")
-    health = executor.health(host)
+    health = executor.get_health_status(host)
     assert not health.healthy
     assert health.error is not None
     assert "credentials 'anonymous' is only allowed together with an api_endpoint" in health.error
@@ -135,7 +135,7 @@ def test_missing_google_credentials_are_unhealthy_not_an_exception(
     # Google's auth chain reads GOOGLE_APPLICATION_CREDENTIALS first and fails at once when it names no file.
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "absent.json"))
     host = HostSpec("real-cloudrun", "cloudrun", config={"project": "my-project", "region": "europe-west1"})
-    health = executor.health(host)
+    health = executor.get_health_status(host)
     assert not health.healthy
     assert health.error is not None
     assert health.error.startswith("No Google credentials were found for Cloud Run host 'real-cloudrun'")

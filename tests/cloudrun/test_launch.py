@@ -30,7 +30,7 @@ def test_launch_creates_one_task_job_with_the_specs_settings(
     executor: CloudRunExecutor, cloudrun_host: HostSpec, fake_cloudrun: FakeCloudRun, make_job: JobMaker
 ) -> None:
     job = make_job(stdout="hi", working_dir="/work", labels={"Team": "Data Science"})
-    execution = executor.launch(cloudrun_host, job)
+    execution = executor.launch_job(cloudrun_host, job)
     stored = stored_job(fake_cloudrun, execution.execution_id)
     task = stored.template.template
     container = task.containers[0]
@@ -61,7 +61,7 @@ def test_exec_form_splits_entrypoint_and_arguments(
 ) -> None:
     job = make_job(command=Command.exec("python", "-m", "reports", "--day", "monday"), tmpfs=())
     container = stored_job(
-        fake_cloudrun, executor.launch(cloudrun_host, job).execution_id
+        fake_cloudrun, executor.launch_job(cloudrun_host, job).execution_id
     ).template.template.containers[0]
     assert list(container.command) == ["python"]
     assert list(container.args) == ["-m", "reports", "--day", "monday"]
@@ -72,7 +72,7 @@ def test_no_command_keeps_the_images_entrypoint(
     executor: CloudRunExecutor, cloudrun_host: HostSpec, fake_cloudrun: FakeCloudRun, make_job: JobMaker
 ) -> None:
     container = stored_job(
-        fake_cloudrun, executor.launch(cloudrun_host, make_job(command=None)).execution_id
+        fake_cloudrun, executor.launch_job(cloudrun_host, make_job(command=None)).execution_id
     ).template.template.containers[0]
     assert list(container.command) == []
     assert list(container.args) == []
@@ -87,7 +87,7 @@ def test_host_identity_and_network_settings_reach_the_task(
         vpc_connector="private",
         vpc_egress="all-traffic",
     )
-    task = stored_job(fake_cloudrun, executor.launch(host, make_job()).execution_id).template.template
+    task = stored_job(fake_cloudrun, executor.launch_job(host, make_job()).execution_id).template.template
     assert task.service_account == "jobs@fake-project.iam.gserviceaccount.com"
     assert task.vpc_access.connector == f"{fake_cloudrun.location}/connectors/private"
     assert task.vpc_access.egress == run_v2.VpcAccess.VpcEgress.ALL_TRAFFIC
@@ -96,17 +96,20 @@ def test_host_identity_and_network_settings_reach_the_task(
 def test_a_failed_task_runs_once_because_retries_stay_with_the_manager(
     executor: CloudRunExecutor, cloudrun_host: HostSpec, make_job: JobMaker
 ) -> None:
-    execution = executor.launch(cloudrun_host, make_job(stdout="attempt", exit_code=2, duration=0.1))
+    execution = executor.launch_job(cloudrun_host, make_job(stdout="attempt", exit_code=2, duration=0.1))
     assert wait_exited(executor, cloudrun_host, execution.execution_id).exit_code == 2
-    assert executor.logs(cloudrun_host, execution.execution_id, timestamps=False).stdout.count("attempt") == 1
+    assert (
+        executor.get_logs(cloudrun_host, execution.execution_id, timestamps=False).stdout.count("attempt")
+        == 1
+    )
 
 
 def test_second_launch_adopts_without_running_again(
     executor: CloudRunExecutor, cloudrun_host: HostSpec, fake_cloudrun: FakeCloudRun, make_job: JobMaker
 ) -> None:
     job = make_job(duration=0.2)
-    first = executor.launch(cloudrun_host, job)
-    second = executor.launch(cloudrun_host, job)
+    first = executor.launch_job(cloudrun_host, job)
+    second = executor.launch_job(cloudrun_host, job)
     assert (second.execution_id, second.adopted, first.adopted) == (first.execution_id, True, False)
     assert fake_cloudrun.call_count("RunJob") == 1
     assert fake_cloudrun.execution_names() == [first.execution_id]
@@ -116,10 +119,10 @@ def test_launch_that_lost_the_create_race_adopts_the_winner(
     executor: CloudRunExecutor, cloudrun_host: HostSpec, fake_cloudrun: FakeCloudRun, make_job: JobMaker
 ) -> None:
     job = make_job(duration=0.2)
-    first = executor.launch(cloudrun_host, job)
+    first = executor.launch_job(cloudrun_host, job)
     # As if the job did not exist yet when this launch looked: its CreateJob meets ALREADY_EXISTS.
     fake_cloudrun.fail_next("GetJob", grpc.StatusCode.NOT_FOUND, "Resource not found.")
-    second = executor.launch(cloudrun_host, job)
+    second = executor.launch_job(cloudrun_host, job)
     assert second == type(second)(first.execution_id, adopted=True)
     assert fake_cloudrun.call_count("CreateJob") == 2
     assert fake_cloudrun.call_count("RunJob") == 1
@@ -130,18 +133,18 @@ def test_relaunch_after_cleanup_reuses_a_kept_job_with_the_new_spec(
 ) -> None:
     host = cloudrun_host_spec(fake_cloudrun, delete_after_run=False)
     job = make_job(stdout="first")
-    first = executor.launch(host, job)
+    first = executor.launch_job(host, job)
     wait_exited(executor, host, first.execution_id)
-    assert executor.remove(host, first.execution_id) is True
+    assert executor.cleanup(host, first.execution_id) is True
     retry = make_job(job_id=job.job_id, stdout="second", memory_limit_mb=1024)
-    second = executor.launch(host, retry)
+    second = executor.launch_job(host, retry)
     assert not second.adopted
     assert second.execution_id != first.execution_id
     assert fake_cloudrun.call_count("UpdateJob") == 1
     stored = stored_job(fake_cloudrun, second.execution_id)
     assert stored.template.template.containers[0].resources.limits["memory"] == "1024Mi"
     wait_exited(executor, host, second.execution_id)
-    assert executor.logs(host, second.execution_id, timestamps=False).stdout == "second\n"
+    assert executor.get_logs(host, second.execution_id, timestamps=False).stdout == "second\n"
 
 
 def test_refused_run_is_a_launch_failure(
@@ -150,7 +153,7 @@ def test_refused_run_is_a_launch_failure(
     job = make_job()
     fake_cloudrun.fail_next("RunJob", grpc.StatusCode.FAILED_PRECONDITION, "Quota exceeded for executions.")
     with pytest.raises(LaunchFailed, match=r"FAILED_PRECONDITION: Quota exceeded for executions") as caught:
-        executor.launch(cloudrun_host, job)
+        executor.launch_job(cloudrun_host, job)
     assert repr(job.job_id) in str(caught.value)
     assert not isinstance(caught.value, ExecutorUnavailable)
 
@@ -161,9 +164,9 @@ def test_unavailable_api_at_launch_is_transient_and_a_retry_runs_once(
     job = make_job()
     fake_cloudrun.fail_next("RunJob", grpc.StatusCode.UNAVAILABLE, "Backend unavailable.")
     with pytest.raises(ExecutorUnavailable, match="UNAVAILABLE"):
-        executor.launch(cloudrun_host, job)
+        executor.launch_job(cloudrun_host, job)
     # The job was created before the failure: the retry reuses it and runs it.
-    retry = executor.launch(cloudrun_host, job)
+    retry = executor.launch_job(cloudrun_host, job)
     assert not retry.adopted
     assert fake_cloudrun.execution_names() == [retry.execution_id]
     assert fake_cloudrun.call_count("CreateJob") == 1
@@ -175,7 +178,7 @@ def test_missing_image_is_an_image_pull_failure(
     job = make_job(image="europe-docker.pkg.dev/fake-project/jobs/absent:1")
     fake_cloudrun.refuse_image(job.image)
     with pytest.raises(ImagePullFailed) as caught:
-        executor.launch(cloudrun_host, job)
+        executor.launch_job(cloudrun_host, job)
     assert caught.value.image == job.image
     assert "not found" in caught.value.reason
     assert fake_cloudrun.call_count("RunJob") == 0
@@ -186,7 +189,7 @@ def test_denied_permissions_at_launch_are_a_launch_failure(
 ) -> None:
     fake_cloudrun.deny_permissions()
     with pytest.raises(LaunchFailed, match="PERMISSION_DENIED"):
-        executor.launch(cloudrun_host, make_job())
+        executor.launch_job(cloudrun_host, make_job())
 
 
 def test_tmpfs_size_is_rounded_up_to_whole_mebibytes(
@@ -194,6 +197,6 @@ def test_tmpfs_size_is_rounded_up_to_whole_mebibytes(
 ) -> None:
     job = make_job(tmpfs=(TmpfsMount("/scratch", 3 * 1024 * 1024 + 1),))
     (volume,) = stored_job(
-        fake_cloudrun, executor.launch(cloudrun_host, job).execution_id
+        fake_cloudrun, executor.launch_job(cloudrun_host, job).execution_id
     ).template.template.volumes
     assert volume.empty_dir.size_limit == "4Mi"

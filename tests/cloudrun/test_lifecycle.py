@@ -21,12 +21,12 @@ def test_status_moves_from_pending_to_running_to_exited(
     executor: CloudRunExecutor, cloudrun_host: HostSpec, fake_cloudrun: FakeCloudRun, make_job: JobMaker
 ) -> None:
     fake_cloudrun.delay_starts(0.3)
-    execution = executor.launch(cloudrun_host, make_job(duration=0.3))
-    pending = executor.status(cloudrun_host, execution.execution_id)
+    execution = executor.launch_job(cloudrun_host, make_job(duration=0.3))
+    pending = executor.check_status(cloudrun_host, execution.execution_id)
     assert pending.state is ExecutionState.PENDING
     assert pending.started_at is None
     time.sleep(0.4)
-    running = executor.status(cloudrun_host, execution.execution_id)
+    running = executor.check_status(cloudrun_host, execution.execution_id)
     assert running.state is ExecutionState.RUNNING
     assert running.started_at is not None
     exited = wait_exited(executor, cloudrun_host, execution.execution_id)
@@ -39,7 +39,7 @@ def test_status_moves_from_pending_to_running_to_exited(
 def test_timeout_is_exited_with_an_error_naming_the_timeout(
     executor: CloudRunExecutor, cloudrun_host: HostSpec, make_job: JobMaker
 ) -> None:
-    execution = executor.launch(cloudrun_host, make_job(stdout="slow", duration=30, timeout_seconds=1))
+    execution = executor.launch_job(cloudrun_host, make_job(stdout="slow", duration=30, timeout_seconds=1))
     status = wait_exited(executor, cloudrun_host, execution.execution_id)
     assert status.exit_code is None
     assert status.error is not None
@@ -50,12 +50,12 @@ def test_timeout_is_exited_with_an_error_naming_the_timeout(
 def test_stop_cancels_and_the_status_says_cancelled(
     executor: CloudRunExecutor, cloudrun_host: HostSpec, fake_cloudrun: FakeCloudRun, make_job: JobMaker
 ) -> None:
-    execution = executor.launch(cloudrun_host, make_job(duration=60))
-    assert executor.stop(cloudrun_host, execution.execution_id, grace_seconds=1) is True
+    execution = executor.launch_job(cloudrun_host, make_job(duration=60))
+    assert executor.stop_job(cloudrun_host, execution.execution_id, grace_seconds=1) is True
     assert fake_cloudrun.call_count("CancelExecution") == 1
     status = wait_exited(executor, cloudrun_host, execution.execution_id)
     assert (status.state, status.error, status.exit_code) == (ExecutionState.EXITED, "cancelled", None)
-    assert executor.stop(cloudrun_host, execution.execution_id, grace_seconds=1) is False
+    assert executor.stop_job(cloudrun_host, execution.execution_id, grace_seconds=1) is False
     assert fake_cloudrun.call_count("CancelExecution") == 1
 
 
@@ -63,25 +63,25 @@ def test_stop_of_a_pending_execution_cancels_it_before_it_starts(
     executor: CloudRunExecutor, cloudrun_host: HostSpec, fake_cloudrun: FakeCloudRun, make_job: JobMaker
 ) -> None:
     fake_cloudrun.delay_starts(5)
-    execution = executor.launch(cloudrun_host, make_job(stdout="never printed"))
-    assert executor.stop(cloudrun_host, execution.execution_id, grace_seconds=1) is True
+    execution = executor.launch_job(cloudrun_host, make_job(stdout="never printed"))
+    assert executor.stop_job(cloudrun_host, execution.execution_id, grace_seconds=1) is True
     status = wait_exited(executor, cloudrun_host, execution.execution_id)
     assert (status.error, status.started_at) == ("cancelled", None)
-    assert executor.logs(cloudrun_host, execution.execution_id, timestamps=False).stdout == ""
+    assert executor.get_logs(cloudrun_host, execution.execution_id, timestamps=False).stdout == ""
 
 
 def test_lost_execution_is_not_found_everywhere(
     executor: CloudRunExecutor, cloudrun_host: HostSpec, fake_cloudrun: FakeCloudRun, make_job: JobMaker
 ) -> None:
-    execution = executor.launch(cloudrun_host, make_job(duration=60))
+    execution = executor.launch_job(cloudrun_host, make_job(duration=60))
     fake_cloudrun.lose_execution(execution.execution_id)
-    assert executor.status(cloudrun_host, execution.execution_id).state is ExecutionState.NOT_FOUND
+    assert executor.check_status(cloudrun_host, execution.execution_id).state is ExecutionState.NOT_FOUND
     with pytest.raises(ExecutionNotFound):
-        executor.logs(cloudrun_host, execution.execution_id, timestamps=False)
+        executor.get_logs(cloudrun_host, execution.execution_id, timestamps=False)
     with pytest.raises(ExecutionNotFound):
-        executor.stop(cloudrun_host, execution.execution_id, grace_seconds=1)
-    assert executor.remove(cloudrun_host, execution.execution_id) is False
-    assert all(e != execution.execution_id for _, e in executor.executions(cloudrun_host))
+        executor.stop_job(cloudrun_host, execution.execution_id, grace_seconds=1)
+    assert executor.cleanup(cloudrun_host, execution.execution_id) is False
+    assert all(e != execution.execution_id for _, e in executor.list_executions(cloudrun_host))
 
 
 @pytest.mark.parametrize(
@@ -95,33 +95,33 @@ def test_lost_execution_is_not_found_everywhere(
 def test_ids_that_cannot_be_this_hosts_are_not_found_without_asking(
     executor: CloudRunExecutor, cloudrun_host: HostSpec, fake_cloudrun: FakeCloudRun, foreign: str
 ) -> None:
-    assert executor.status(cloudrun_host, foreign).state is ExecutionState.NOT_FOUND
-    assert executor.remove(cloudrun_host, foreign) is False
+    assert executor.check_status(cloudrun_host, foreign).state is ExecutionState.NOT_FOUND
+    assert executor.cleanup(cloudrun_host, foreign) is False
     with pytest.raises(ExecutionNotFound):
-        executor.stop(cloudrun_host, foreign, grace_seconds=1)
+        executor.stop_job(cloudrun_host, foreign, grace_seconds=1)
     assert fake_cloudrun.calls == []
 
 
 def test_status_errors_are_typed(
     executor: CloudRunExecutor, cloudrun_host: HostSpec, fake_cloudrun: FakeCloudRun, make_job: JobMaker
 ) -> None:
-    execution = executor.launch(cloudrun_host, make_job())
+    execution = executor.launch_job(cloudrun_host, make_job())
     fake_cloudrun.fail_next("GetExecution", grpc.StatusCode.UNAVAILABLE, "Try later.")
     with pytest.raises(ExecutorUnavailable):
-        executor.status(cloudrun_host, execution.execution_id)
+        executor.check_status(cloudrun_host, execution.execution_id)
     fake_cloudrun.fail_next("GetExecution", grpc.StatusCode.PERMISSION_DENIED, "No run.executions.get.")
     with pytest.raises(ExecutorError, match=r"PERMISSION_DENIED: No run\.executions\.get") as caught:
-        executor.status(cloudrun_host, execution.execution_id)
+        executor.check_status(cloudrun_host, execution.execution_id)
     assert not isinstance(caught.value, ExecutorUnavailable)
 
 
 def test_cleanup_of_a_running_execution_cancels_then_deletes_it_and_its_job(
     executor: CloudRunExecutor, cloudrun_host: HostSpec, fake_cloudrun: FakeCloudRun, make_job: JobMaker
 ) -> None:
-    execution = executor.launch(cloudrun_host, make_job(duration=60))
+    execution = executor.launch_job(cloudrun_host, make_job(duration=60))
     name = ExecutionName.parse(execution.execution_id)
     assert name is not None
-    assert executor.remove(cloudrun_host, execution.execution_id) is True
+    assert executor.cleanup(cloudrun_host, execution.execution_id) is True
     assert fake_cloudrun.call_count("CancelExecution") == 1
     assert fake_cloudrun.execution_names() == []
     assert fake_cloudrun.job(name.job) is None
@@ -131,11 +131,11 @@ def test_cleanup_keeps_the_job_when_the_host_says_so(
     executor: CloudRunExecutor, fake_cloudrun: FakeCloudRun, make_job: JobMaker
 ) -> None:
     host = cloudrun_host_spec(fake_cloudrun, delete_after_run=False)
-    execution = executor.launch(host, make_job())
+    execution = executor.launch_job(host, make_job())
     wait_exited(executor, host, execution.execution_id)
     name = ExecutionName.parse(execution.execution_id)
     assert name is not None
-    assert executor.remove(host, execution.execution_id) is True
+    assert executor.cleanup(host, execution.execution_id) is True
     assert fake_cloudrun.execution_names() == []
     assert fake_cloudrun.job(name.job) is not None
     assert fake_cloudrun.call_count("CancelExecution") == 0
@@ -144,12 +144,12 @@ def test_cleanup_keeps_the_job_when_the_host_says_so(
 def test_cleanup_failure_is_typed(
     executor: CloudRunExecutor, cloudrun_host: HostSpec, fake_cloudrun: FakeCloudRun, make_job: JobMaker
 ) -> None:
-    execution = executor.launch(cloudrun_host, make_job())
+    execution = executor.launch_job(cloudrun_host, make_job())
     wait_exited(executor, cloudrun_host, execution.execution_id)
     fake_cloudrun.fail_next("DeleteExecution", grpc.StatusCode.UNAVAILABLE, "Try later.")
     with pytest.raises(ExecutorUnavailable):
-        executor.remove(cloudrun_host, execution.execution_id)
-    assert executor.remove(cloudrun_host, execution.execution_id) is True
+        executor.cleanup(cloudrun_host, execution.execution_id)
+    assert executor.cleanup(cloudrun_host, execution.execution_id) is True
 
 
 def test_listing_pages_through_jobs_and_skips_other_managers_jobs(
@@ -157,8 +157,8 @@ def test_listing_pages_through_jobs_and_skips_other_managers_jobs(
 ) -> None:
     # The fake answers two items per page, so five jobs take three pages.
     jobs = [make_job() for _ in range(5)]
-    mine = {(job.job_id, executor.launch(cloudrun_host, job).execution_id) for job in jobs}
+    mine = {(job.job_id, executor.launch_job(cloudrun_host, job).execution_id) for job in jobs}
     other_host = cloudrun_host_spec(fake_cloudrun, job_name_prefix="elsewhere")
-    executor.launch(other_host, make_job())
-    assert set(executor.executions(cloudrun_host)) == mine
-    assert len(executor.executions(other_host)) == 1
+    executor.launch_job(other_host, make_job())
+    assert set(executor.list_executions(cloudrun_host)) == mine
+    assert len(executor.list_executions(other_host)) == 1

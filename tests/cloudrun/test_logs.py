@@ -25,7 +25,7 @@ STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{9}Z ")
 
 
 def finished_logs(executor: CloudRunExecutor, host: HostSpec, job_maker: JobMaker, **scenario: object) -> str:
-    execution = executor.launch(host, job_maker(**scenario))
+    execution = executor.launch_job(host, job_maker(**scenario))
     wait_exited(executor, host, execution.execution_id)
     return execution.execution_id
 
@@ -37,7 +37,7 @@ def test_every_line_arrives_in_order_across_pages(
     execution_id = finished_logs(
         executor, cloudrun_host, make_job, stdout="\n".join(lines), stderr="warn 1\nwarn 2"
     )
-    logs = executor.logs(cloudrun_host, execution_id, timestamps=False)
+    logs = executor.get_logs(cloudrun_host, execution_id, timestamps=False)
     assert logs.stdout == "".join(f"{line}\n" for line in lines)
     assert logs.stderr == "warn 1\nwarn 2\n"
     # The fake serves three entries per page: the plugin had to follow the page tokens.
@@ -48,7 +48,7 @@ def test_cloud_runs_own_system_entries_are_not_job_output(
     executor: CloudRunExecutor, cloudrun_host: HostSpec, make_job: JobMaker
 ) -> None:
     execution_id = finished_logs(executor, cloudrun_host, make_job, stdout="done", exit_code=4)
-    logs = executor.logs(cloudrun_host, execution_id, timestamps=False)
+    logs = executor.get_logs(cloudrun_host, execution_id, timestamps=False)
     assert "Container called exit" not in logs.stdout + logs.stderr
     assert logs.stdout == "done\n"
 
@@ -58,7 +58,7 @@ def test_structured_lines_come_back_as_compact_json_with_whole_numbers(
 ) -> None:
     line = '{"result": {"rows": 3, "ratio": 0.5, "tags": ["a", 2]}, "ok": true}'
     execution_id = finished_logs(executor, cloudrun_host, make_job, stdout=f"starting\n{line}")
-    first, second = executor.logs(cloudrun_host, execution_id, timestamps=False).stdout.splitlines()
+    first, second = executor.get_logs(cloudrun_host, execution_id, timestamps=False).stdout.splitlines()
     assert first == "starting"
     # Logging keeps JSON objects as maps (key order is not kept) with every number a double.
     assert json.loads(second) == {"result": {"rows": 3, "ratio": 0.5, "tags": ["a", 2]}, "ok": True}
@@ -71,8 +71,8 @@ def test_timestamps_prefix_each_line_and_strip_back_to_the_text(
     executor: CloudRunExecutor, cloudrun_host: HostSpec, make_job: JobMaker
 ) -> None:
     execution_id = finished_logs(executor, cloudrun_host, make_job, stdout="one\ntwo", stderr="three")
-    plain = executor.logs(cloudrun_host, execution_id, timestamps=False)
-    stamped = executor.logs(cloudrun_host, execution_id, timestamps=True)
+    plain = executor.get_logs(cloudrun_host, execution_id, timestamps=False)
+    stamped = executor.get_logs(cloudrun_host, execution_id, timestamps=True)
     assert stamped.timestamps
     assert not plain.timestamps
     assert all(STAMP.match(line) for line in (stamped.stdout + stamped.stderr).splitlines())
@@ -86,7 +86,7 @@ def test_each_stream_is_capped_keeping_head_and_tail(
     host = cloudrun_host_spec(fake_cloudrun, log_cap_bytes=40)
     lines = [f"row {n:02d}" for n in range(20)]  # 7 bytes each with the newline
     execution_id = finished_logs(executor, host, make_job, stdout="\n".join(lines), stderr="short")
-    logs = executor.logs(host, execution_id, timestamps=False)
+    logs = executor.get_logs(host, execution_id, timestamps=False)
     assert logs.stdout_dropped_bytes == 20 * 7 - 40
     assert logs.stdout.startswith("row 00\nrow 01\n")
     assert logs.stdout.endswith("row 18\nrow 19\n")
@@ -100,7 +100,7 @@ def test_output_is_decoded_as_every_executors_is(
     # NUL is replaced and counted; a character the cap splits is dropped whole, not replaced.
     host = cloudrun_host_spec(fake_cloudrun, log_cap_bytes=9)
     execution_id = finished_logs(executor, host, make_job, stdout="a\x00b", stderr="é" * 20)
-    logs = executor.logs(host, execution_id, timestamps=False)
+    logs = executor.get_logs(host, execution_id, timestamps=False)
     assert (logs.stdout, logs.stdout_dropped_bytes, logs.stdout_replaced_bytes) == ("a\u2400b\n", 0, 1)
     # 41 bytes: a head of 5 holds two "é" and half a third, a tail of 4 one "é" and the newline.
     assert logs.stderr == "éé" + truncation_notice(41 - 7) + "é\n"
@@ -115,7 +115,7 @@ def test_logging_errors_are_typed(
         "ListLogEntries", grpc.StatusCode.PERMISSION_DENIED, "No logging.logEntries.list."
     )
     with pytest.raises(ExecutorError, match="Cloud Logging"):
-        executor.logs(cloudrun_host, execution_id, timestamps=False)
+        executor.get_logs(cloudrun_host, execution_id, timestamps=False)
 
 
 def test_filter_selects_one_executions_stdout_and_stderr_since_its_creation() -> None:

@@ -40,14 +40,14 @@ def test_check_hosts_succeeds_when_every_host_is_healthy(db: None):
 
 def test_cleanup_containers_dry_run_removes_nothing(host: ExecutorHost, fast_worker: MockExecutor):
     job = make_job(host)
-    execution = fast_worker.launch(host.to_spec(), job.to_spec())
+    execution = fast_worker.launch_job(host.to_spec(), job.to_spec())
     ContainerJob.objects.filter(pk=job.pk).update(status=JobStatus.FAILED)
     out = io.StringIO()
     call_command("cleanup_containers", dry_run=True, stdout=out)
     assert f"would remove {execution.execution_id}" in out.getvalue()
-    assert len(fast_worker.executions(host.to_spec())) == 1
+    assert len(fast_worker.list_executions(host.to_spec())) == 1
     call_command("cleanup_containers", stdout=io.StringIO())
-    assert fast_worker.executions(host.to_spec()) == []
+    assert fast_worker.list_executions(host.to_spec()) == []
 
 
 def test_the_worker_refuses_an_unknown_host_and_names_the_existing_ones(db: None):

@@ -183,7 +183,7 @@ def test_a_launch_refused_for_the_hosts_config_releases_the_job_without_a_retry(
     def refused(self: MockExecutor, host_spec: Any, spec: Any) -> Any:
         raise HostMisconfigured(refusal)
 
-    monkeypatch.setattr(MockExecutor, "launch", refused)
+    monkeypatch.setattr(MockExecutor, "launch_job", refused)
     call_command("process_container_jobs", once=True)
     job.refresh_from_db()
     host.refresh_from_db()
@@ -202,7 +202,7 @@ def test_a_harvest_that_keeps_failing_ends_the_job_with_a_clear_error(
         calls.append(execution_id)
         raise ExecutorError("Host config 'log_cap_bytes' must be a whole number of bytes, got -1.")
 
-    monkeypatch.setattr(MockExecutor, "logs", refuse_logs)
+    monkeypatch.setattr(MockExecutor, "get_logs", refuse_logs)
     monkeypatch.setattr(runner, "RETRY_PAUSE_SECONDS", (0.001,))
     call_command("process_container_jobs", once=True)  # returns: before, it retried for ever
     job.refresh_from_db()

@@ -194,7 +194,7 @@ def test_a_transient_launch_error_releases_the_job_without_using_a_retry(
     def unreachable(self, host_spec, spec):
         raise ExecutorUnavailable("Cannot connect to the engine at unix:///nowhere.sock.")
 
-    monkeypatch.setattr(MockExecutor, "launch", unreachable)
+    monkeypatch.setattr(MockExecutor, "launch_job", unreachable)
     call_command("process_container_jobs", once=True)
     job.refresh_from_db()
     host.refresh_from_db()

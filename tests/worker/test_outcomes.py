@@ -51,7 +51,7 @@ def test_a_successful_job_keeps_raw_and_clean_logs_json_and_usage(
     assert job.attempt == 1
     assert job.lease_expires_at is None
     # CLEANUP_AFTER_HARVEST: the container is removed once the result is saved.
-    assert fast_worker.status(host.to_spec(), job.execution_id).state is ExecutionState.NOT_FOUND
+    assert fast_worker.check_status(host.to_spec(), job.execution_id).state is ExecutionState.NOT_FOUND
 
 
 def test_plain_text_output_is_not_parsed_and_a_short_job_has_no_usage(host: ExecutorHost):
@@ -203,8 +203,8 @@ def test_a_once_run_returns_only_after_its_containers_are_removed(
         time.sleep(0.5)
         return real_remove(*args, **kwargs)
 
-    monkeypatch.setattr(fast_worker, "remove", slow_remove)
+    monkeypatch.setattr(fast_worker, "cleanup", slow_remove)
     jobs = [make_job(host, env={"MOCK_STDOUT": f"job {i}"}) for i in range(3)]
     run_once()
     assert all(ContainerJob.objects.get(pk=j.pk).status == JobStatus.COMPLETED for j in jobs)
-    assert fast_worker.executions(host.to_spec()) == []
+    assert fast_worker.list_executions(host.to_spec()) == []

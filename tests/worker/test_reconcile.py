@@ -37,7 +37,7 @@ def orphaned(
 
 
 def launch(mock: MockExecutor, host: ExecutorHost, job: ContainerJob) -> str:
-    return mock.launch(host.to_spec(), job.to_spec()).execution_id
+    return mock.launch_job(host.to_spec(), job.to_spec()).execution_id
 
 
 def test_an_exit_nobody_watched_is_harvested_with_its_real_code(
@@ -53,7 +53,7 @@ def test_an_exit_nobody_watched_is_harvested_with_its_real_code(
     assert job.attempt == 2 and job.worker_id != "dead-worker"
     assert "took over from dead-worker" in job.docker_log
     assert fast_worker.launch_count == 1
-    assert fast_worker.status(host.to_spec(), eid).state is ExecutionState.NOT_FOUND
+    assert fast_worker.check_status(host.to_spec(), eid).state is ExecutionState.NOT_FOUND
 
 
 def test_a_running_container_is_adopted_and_followed(host: ExecutorHost, fast_worker: MockExecutor):
@@ -120,7 +120,7 @@ def test_a_live_workers_jobs_are_left_alone(host: ExecutorHost, fast_worker: Moc
     call_command("process_container_jobs", once=True)
     job.refresh_from_db()
     assert (job.status, job.worker_id, job.attempt) == (JobStatus.RUNNING, "dead-worker", 1)
-    assert fast_worker.status(host.to_spec(), eid).state is ExecutionState.RUNNING
+    assert fast_worker.check_status(host.to_spec(), eid).state is ExecutionState.RUNNING
 
 
 def test_a_restarted_worker_with_the_same_id_recovers_its_jobs_at_once(
@@ -146,10 +146,10 @@ def test_containers_of_unknown_and_finished_jobs_are_removed(host: ExecutorHost,
     orphaned(live, JobStatus.RUNNING, execution_id=live_eid, expired=False)
 
     call_command("cleanup_containers", dry_run=True)
-    assert len(fast_worker.executions(spec)) == 3
+    assert len(fast_worker.list_executions(spec)) == 3
 
     call_command("process_container_jobs", once=True)
-    assert {eid for _, eid in fast_worker.executions(spec)} == {live_eid}
+    assert {eid for _, eid in fast_worker.list_executions(spec)} == {live_eid}
     assert done_eid != live_eid != stranger_eid
 
 
@@ -157,7 +157,7 @@ def test_another_deployments_containers_are_never_touched(host: ExecutorHost, fa
     # Same engine, another owner label: not listed, so neither reconciled nor cleaned up.
     foreign_host = attrs.evolve(host.to_spec(), owner="another-deployment")
     stranger = ContainerJob(id=uuid.uuid4(), docker_image="busybox:latest", command="true", docker_host=host)
-    foreign = fast_worker.launch(foreign_host, stranger.to_spec()).execution_id
+    foreign = fast_worker.launch_job(foreign_host, stranger.to_spec()).execution_id
     call_command("process_container_jobs", once=True)
     call_command("cleanup_containers")
-    assert [eid for _, eid in fast_worker.executions(foreign_host)] == [foreign]
+    assert [eid for _, eid in fast_worker.list_executions(foreign_host)] == [foreign]

@@ -82,7 +82,7 @@ def test_a_retry_removes_the_old_container_before_relaunching(
 
 def test_a_successful_retry_ends_completed(host: ExecutorHost, fast_worker: MockExecutor, monkeypatch):
     outcomes = iter([1, 0])
-    real_launch = MockExecutor.launch
+    real_launch = MockExecutor.launch_job
 
     def flaky(self, host_spec, spec):
         env = dict(spec.env, MOCK_EXIT_CODE=str(next(outcomes)))
@@ -90,7 +90,7 @@ def test_a_successful_retry_ends_completed(host: ExecutorHost, fast_worker: Mock
 
         return real_launch(self, host_spec, attrs.evolve(spec, env=env))
 
-    monkeypatch.setattr(MockExecutor, "launch", flaky)
+    monkeypatch.setattr(MockExecutor, "launch_job", flaky)
     job = make_job(host, max_retries=3)
     run_until_finished(job)
     assert (job.status, job.exit_code, job.retry_count) == (JobStatus.COMPLETED, 0, 1)

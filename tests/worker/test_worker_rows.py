@@ -143,7 +143,7 @@ def test_a_job_the_worker_released_is_cancelled_at_once(host: ExecutorHost, monk
     def unreachable(self: MockExecutor, host_spec: Any, spec: Any) -> Any:
         raise ExecutorUnavailable("Cannot connect to the engine at unix:///nowhere.sock.")
 
-    monkeypatch.setattr(MockExecutor, "launch", unreachable)
+    monkeypatch.setattr(MockExecutor, "launch_job", unreachable)
     job = make_job(host)
     run_once()
     job.refresh_from_db()

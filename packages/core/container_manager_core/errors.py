@@ -39,15 +39,16 @@ class NoExecutorPlugin(ContainerManagerError):
 
 
 class PluginLoadError(ContainerManagerError):
-    """An installed plugin's entry point failed to import."""
+    """An installed plugin cannot be used: its entry point fails to import, it implements a hook that
+    does not exist, or it registers an executor type that another plugin already provides."""
 
-    def __init__(self, entry_point: str, distribution: str, error: BaseException) -> None:
-        self.entry_point = entry_point
+    def __init__(self, plugin: str, distribution: str | None, error: BaseException | str) -> None:
+        self.plugin = plugin
+        self.entry_point = plugin
         self.distribution = distribution
-        super().__init__(
-            f"Executor plugin {entry_point!r} from the distribution {distribution!r} failed to load: "
-            f"{type(error).__name__}: {error}"
-        )
+        origin = f" from the distribution {distribution!r}" if distribution else ""
+        reason = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        super().__init__(f"Executor plugin {plugin!r}{origin} failed to load: {reason}")
 
 
 class PolicyViolationError(ContainerManagerError):

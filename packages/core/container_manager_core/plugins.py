@@ -1,23 +1,17 @@
-"""Find executor plugins through entry points and dispatch executor calls to them."""
+"""Find executor plugins through entry points, keep each executor type's executor, and call it."""
 
 from __future__ import annotations
 
-import abc
 import importlib.metadata
-import logging
-import time
-from collections.abc import Iterable, Sequence
-from typing import Any, ClassVar
 
 import pluggy
 
 from container_manager_core import hookspecs
 from container_manager_core.errors import NoExecutorPlugin, PluginLoadError, PolicyViolationError
-from container_manager_core.hookspecs import hookimpl
+from container_manager_core.executor import ExecutorPlugin, ExecutorRegistry
 from container_manager_core.types import (
     Execution,
     ExecutionLogs,
-    ExecutionState,
     ExecutionStatus,
     HealthStatus,
     HostSpec,
@@ -27,26 +21,54 @@ from container_manager_core.types import (
     Violation,
 )
 
-logger = logging.getLogger("container_manager_core.plugins")
+__all__ = ["ExecutorPlugin", "ExecutorRegistry", "PluginManager"]
+
+_SPECS = (hookspecs.RegistrationSpec, hookspecs.PolicySpec)
+_HOOK_NAMES = ", ".join(name for spec in _SPECS for name in vars(spec) if not name.startswith("_"))
+
+
+class _PluginRegistry:
+    """The registry one plugin's ``register_executors`` is given: it adds to the manager's table."""
+
+    def __init__(self, table: dict[str, tuple[str, ExecutorPlugin]], plugin: str) -> None:
+        self._table = table
+        self._plugin = plugin
+
+    def add(self, executor: ExecutorPlugin) -> None:
+        if not isinstance(executor, ExecutorPlugin):
+            raise TypeError(
+                f"register_executors added {executor!r}, which is not a "
+                "container_manager_core.plugins.ExecutorPlugin."
+            )
+        executor_type = getattr(executor, "executor_type", None)
+        if not isinstance(executor_type, str) or not executor_type:
+            raise TypeError(f"{type(executor).__name__} sets no executor_type (a non-empty string).")
+        if executor_type in self._table:
+            raise ValueError(
+                f"executor type {executor_type!r} is already provided by plugin {self._table[executor_type][0]!r}."
+            )
+        self._table[executor_type] = (self._plugin, executor)
 
 
 class PluginManager:
-    """The one place that knows which plugin runs which executor type.
+    """The one place that knows which executor runs which executor type.
 
     ``PluginManager()`` loads every plugin registered in the ``container_manager`` entry-point group
     plus the core's built-in policy; pass ``load_entry_points=False`` to register plugins by hand.
+    Each plugin's ``register_executors`` hook is called once, when it is loaded.
     """
 
     def __init__(self, *, load_entry_points: bool = True) -> None:
         self._pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-        self._pm.add_hookspecs(hookspecs.ExecutorSpec)
-        self._pm.add_hookspecs(hookspecs.PolicySpec)
+        for spec in _SPECS:
+            self._pm.add_hookspecs(spec)
+        # executor type -> (plugin name, executor)
+        self._executors: dict[str, tuple[str, ExecutorPlugin]] = {}
         from container_manager_core import policy
 
-        self._pm.register(policy, name="container_manager_core.policy")
+        self.register(policy, name="container_manager_core.policy")
         if load_entry_points:
             self._load_entry_points()
-        self._types: dict[str, str] | None = None
 
     def _load_entry_points(self) -> None:
         # pluggy's load_setuptools_entrypoints would do, but its errors do not say which
@@ -57,100 +79,114 @@ class PluginManager:
                     continue
                 if self._pm.get_plugin(entry_point.name) is not None or self._pm.is_blocked(entry_point.name):
                     continue
+                distribution = dist.metadata["Name"]
                 try:
                     plugin = entry_point.load()
                 except Exception as exc:
-                    raise PluginLoadError(entry_point.name, dist.metadata["Name"], exc) from exc
-                self._pm.register(plugin, name=entry_point.name)
+                    raise PluginLoadError(entry_point.name, distribution, exc) from exc
+                self._add(plugin, entry_point.name, distribution)
 
     def register(self, plugin: object, name: str | None = None) -> None:
-        """Register a plugin object or module (tests and out-of-tree plugins without packaging)."""
-        self._pm.register(plugin, name=name)
-        self._types = None
+        """Register a plugin object or module (tests and out-of-tree plugins without packaging).
+
+        Raises:
+            PluginLoadError: it implements a hook that does not exist, or an executor type that
+                another plugin provides; it is then not registered.
+        """
+        self._add(plugin, name, None)
+
+    def _add(self, plugin: object, name: str | None, distribution: str | None) -> None:
+        label = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+        try:
+            registered = self._pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:  # a hook implemented with arguments its spec lacks
+            raise PluginLoadError(label, distribution, str(exc)) from exc
+        if registered is None:  # blocked
+            return
+        try:
+            self._check_hooks()
+            # Called for this plugin alone: each plugin registers its executors once, when loaded.
+            self._pm.subset_hook_caller(
+                "register_executors", [p for p in self._pm.get_plugins() if p is not plugin]
+            )(registry=_PluginRegistry(self._executors, registered))
+            if isinstance(plugin, ExecutorPlugin) and registered not in self.executor_types().values():
+                raise TypeError(
+                    f"{type(plugin).__name__} registered no executor: an override of register_executors "
+                    "needs @hookimpl."
+                )
+        except pluggy.PluginValidationError as exc:
+            self._forget(registered)
+            raise PluginLoadError(registered, distribution, str(exc)) from exc
+        except Exception as exc:
+            self._forget(registered)
+            raise PluginLoadError(registered, distribution, exc) from exc
+
+    def _check_hooks(self) -> None:
+        """Refuse a plugin that implements a hook with no specification (a misspelled name, say)."""
+        try:
+            self._pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise pluggy.PluginValidationError(
+                exc.plugin,
+                f"{exc}; the hooks are {_HOOK_NAMES} (executor operations such as launch_job are "
+                "methods of an ExecutorPlugin, not hooks).",
+            ) from exc
+
+    def _forget(self, name: str) -> None:
+        self._executors = {t: entry for t, entry in self._executors.items() if entry[0] != name}
+        if self._pm.get_plugin(name) is not None:
+            self._pm.unregister(name=name)
 
     def unregister(self, name: str) -> None:
-        self._pm.unregister(name=name)
-        self._types = None
-
-    @property
-    def hook(self) -> Any:
-        return self._pm.hook
+        self._forget(name)
 
     def executor_types(self) -> dict[str, str]:
         """Return ``{executor_type: plugin name}`` for every installed executor."""
-        if self._types is None:
-            types: dict[str, str] = {}
-            for impl in self._pm.hook.executor_types.get_hookimpls():
-                provided: Iterable[str] = impl.function()  # type: ignore[assignment]  # the hook spec's type
-                for executor_type in provided:
-                    if executor_type in types:
-                        raise ValueError(
-                            f"Executor type {executor_type!r} is provided by both "
-                            f"{types[executor_type]!r} and {impl.plugin_name!r}."
-                        )
-                    types[executor_type] = impl.plugin_name
-            self._types = types
-        return dict(self._types)
+        return {executor_type: plugin for executor_type, (plugin, _) in self._executors.items()}
 
     def require(self, executor_type: str) -> None:
         """Raise :class:`NoExecutorPlugin` unless a plugin provides ``executor_type``."""
-        types = self.executor_types()
-        if executor_type not in types:
-            raise NoExecutorPlugin(executor_type, sorted(types))
+        self.executor(executor_type)
 
-    def _dispatch(self, name: str, host: HostSpec, **kwargs: Any) -> Any:
-        self.require(host.executor_type)
-        result = getattr(self._pm.hook, name)(host=host, **kwargs)
-        if result is None:
-            raise NoExecutorPlugin(host.executor_type, sorted(self.executor_types()))
-        return result
+    def executor(self, executor_type: str) -> ExecutorPlugin:
+        """Return the executor of ``executor_type``; raise :class:`NoExecutorPlugin` if none is installed."""
+        entry = self._executors.get(executor_type)
+        if entry is None:
+            raise NoExecutorPlugin(executor_type, sorted(self._executors))
+        return entry[1]
 
-    # Executor operations -------------------------------------------------------------------------
+    # Executor operations: the host's executor, called directly --------------------------------------
 
     def launch_job(self, host: HostSpec, job: JobSpec, limits: PolicyLimits | None = None) -> Execution:
         """Check the policy, then launch; raise :class:`PolicyViolationError` listing every violation."""
+        executor = self.executor(host.executor_type)
         self.enforce(host, job, limits or PolicyLimits())
-        result: Execution = self._dispatch("launch_job", host, job=job)
-        return result
+        return executor.launch_job(host, job)
 
     def check_status(self, host: HostSpec, execution_id: str) -> ExecutionStatus:
-        result: ExecutionStatus = self._dispatch("check_status", host, execution_id=execution_id)
-        return result
+        return self.executor(host.executor_type).check_status(host, execution_id)
 
     def get_logs(self, host: HostSpec, execution_id: str, *, timestamps: bool = False) -> ExecutionLogs:
-        result: ExecutionLogs = self._dispatch(
-            "get_logs", host, execution_id=execution_id, timestamps=timestamps
-        )
-        return result
+        return self.executor(host.executor_type).get_logs(host, execution_id, timestamps=timestamps)
 
     def get_usage(self, host: HostSpec, execution_id: str) -> ResourceUsage:
-        result: ResourceUsage = self._dispatch("get_usage", host, execution_id=execution_id)
-        return result
+        return self.executor(host.executor_type).get_usage(host, execution_id)
 
     def stop_job(self, host: HostSpec, execution_id: str, *, grace_seconds: float = 10.0) -> bool:
-        result: bool = self._dispatch(
-            "stop_job", host, execution_id=execution_id, grace_seconds=grace_seconds
-        )
-        return result
+        return self.executor(host.executor_type).stop_job(host, execution_id, grace_seconds=grace_seconds)
 
     def cleanup(self, host: HostSpec, execution_id: str) -> bool:
-        result: bool = self._dispatch("cleanup", host, execution_id=execution_id)
-        return result
+        return self.executor(host.executor_type).cleanup(host, execution_id)
 
     def get_health_status(self, host: HostSpec) -> HealthStatus:
-        result: HealthStatus = self._dispatch("get_health_status", host)
-        return result
+        return self.executor(host.executor_type).get_health_status(host)
 
     def list_executions(self, host: HostSpec) -> list[tuple[str, str]]:
-        return list(self._dispatch("list_executions", host))
+        return list(self.executor(host.executor_type).list_executions(host))
 
-    def wait_for_exits(self, host: HostSpec, execution_ids: Sequence[str], *, timeout: float) -> list[str]:
-        if not execution_ids:
-            return []
-        result: list[str] = self._dispatch(
-            "wait_for_exits", host, execution_ids=list(execution_ids), timeout=timeout
-        )
-        return result
+    def wait_for_exit(self, host: HostSpec, execution_id: str, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds; True once the execution has exited or is gone."""
+        return self.executor(host.executor_type).wait_for_exit(host, execution_id, timeout)
 
     # Policy ------------------------------------------------------------------------------------------
 
@@ -174,98 +210,3 @@ class PluginManager:
         violations = self.validate_job(host, job, limits)
         if violations:
             raise PolicyViolationError(violations)
-
-
-class ExecutorPlugin(abc.ABC):
-    """Optional base class: implements the hooks for one executor type and skips other hosts.
-
-    Subclasses set ``executor_type`` and implement the abstract methods with plain values in and out.
-    """
-
-    executor_type: ClassVar[str]
-
-    @hookimpl
-    def executor_types(self) -> Iterable[str]:
-        return [self.executor_type]
-
-    def _mine(self, host: HostSpec) -> bool:
-        return host.executor_type == self.executor_type
-
-    @hookimpl
-    def launch_job(self, host: HostSpec, job: JobSpec) -> Execution | None:
-        return self.launch(host, job) if self._mine(host) else None
-
-    @hookimpl
-    def check_status(self, host: HostSpec, execution_id: str) -> ExecutionStatus | None:
-        return self.status(host, execution_id) if self._mine(host) else None
-
-    @hookimpl
-    def get_logs(self, host: HostSpec, execution_id: str, timestamps: bool) -> ExecutionLogs | None:
-        return self.logs(host, execution_id, timestamps=timestamps) if self._mine(host) else None
-
-    @hookimpl
-    def get_usage(self, host: HostSpec, execution_id: str) -> ResourceUsage | None:
-        return self.usage(host, execution_id) if self._mine(host) else None
-
-    @hookimpl
-    def stop_job(self, host: HostSpec, execution_id: str, grace_seconds: float) -> bool | None:
-        return self.stop(host, execution_id, grace_seconds=grace_seconds) if self._mine(host) else None
-
-    @hookimpl
-    def cleanup(self, host: HostSpec, execution_id: str) -> bool | None:
-        return self.remove(host, execution_id) if self._mine(host) else None
-
-    @hookimpl
-    def get_health_status(self, host: HostSpec) -> HealthStatus | None:
-        return self.health(host) if self._mine(host) else None
-
-    @hookimpl
-    def list_executions(self, host: HostSpec) -> Iterable[tuple[str, str]] | None:
-        return self.executions(host) if self._mine(host) else None
-
-    @hookimpl
-    def wait_for_exits(
-        self, host: HostSpec, execution_ids: Sequence[str], timeout: float
-    ) -> list[str] | None:
-        return self.wait(host, execution_ids, timeout=timeout) if self._mine(host) else None
-
-    # Seconds between status checks in the default, polling ``wait``.
-    exit_poll_interval: ClassVar[float] = 0.5
-
-    def wait(self, host: HostSpec, execution_ids: Sequence[str], *, timeout: float) -> list[str]:
-        """Poll ``status`` until one of ``execution_ids`` exits; engines with events override this."""
-        deadline = time.monotonic() + timeout
-        while True:
-            exited = [
-                eid
-                for eid in execution_ids
-                if self.status(host, eid).state in (ExecutionState.EXITED, ExecutionState.NOT_FOUND)
-            ]
-            remaining = deadline - time.monotonic()
-            if exited or remaining <= 0:
-                return exited
-            time.sleep(min(self.exit_poll_interval, remaining))
-
-    @abc.abstractmethod
-    def launch(self, host: HostSpec, job: JobSpec) -> Execution: ...
-
-    @abc.abstractmethod
-    def status(self, host: HostSpec, execution_id: str) -> ExecutionStatus: ...
-
-    @abc.abstractmethod
-    def logs(self, host: HostSpec, execution_id: str, *, timestamps: bool) -> ExecutionLogs: ...
-
-    @abc.abstractmethod
-    def usage(self, host: HostSpec, execution_id: str) -> ResourceUsage: ...
-
-    @abc.abstractmethod
-    def stop(self, host: HostSpec, execution_id: str, *, grace_seconds: float) -> bool: ...
-
-    @abc.abstractmethod
-    def remove(self, host: HostSpec, execution_id: str) -> bool: ...
-
-    @abc.abstractmethod
-    def health(self, host: HostSpec) -> HealthStatus: ...
-
-    @abc.abstractmethod
-    def executions(self, host: HostSpec) -> list[tuple[str, str]]: ...

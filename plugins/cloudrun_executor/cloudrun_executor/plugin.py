@@ -102,7 +102,7 @@ class CloudRunExecutor(ExecutorPlugin):
 
     # Executor ------------------------------------------------------------------------------------
 
-    def launch(self, host: HostSpec, job: JobSpec) -> Execution:
+    def launch_job(self, host: HostSpec, job: JobSpec) -> Execution:
         config, clients = self._session(host)
         name = job_name(config.job_name_prefix, job.job_id)
         path = job_path(config.location, name)
@@ -150,7 +150,7 @@ class CloudRunExecutor(ExecutorPlugin):
         _finish(clients.jobs.update_job(job=desired, **calls), config)
         return None
 
-    def status(self, host: HostSpec, execution_id: str) -> ExecutionStatus:
+    def check_status(self, host: HostSpec, execution_id: str) -> ExecutionStatus:
         config, name = self._config_and_name(host, execution_id)
         if name is None:
             return ExecutionStatus(ExecutionState.NOT_FOUND)
@@ -167,7 +167,7 @@ class CloudRunExecutor(ExecutorPlugin):
             raise wrap(exc, f"read Cloud Run execution {execution_id!r}") from exc
         return execution_status(execution, tasks)
 
-    def logs(self, host: HostSpec, execution_id: str, *, timestamps: bool) -> ExecutionLogs:
+    def get_logs(self, host: HostSpec, execution_id: str, *, timestamps: bool) -> ExecutionLogs:
         config, clients, name, execution = self._existing(host, execution_id)
         try:
             return read_logs(
@@ -184,12 +184,12 @@ class CloudRunExecutor(ExecutorPlugin):
                 exc, f"read the logs of Cloud Run execution {execution_id!r} from Cloud Logging"
             ) from exc
 
-    def usage(self, host: HostSpec, execution_id: str) -> ResourceUsage:
+    def get_usage(self, host: HostSpec, execution_id: str) -> ResourceUsage:
         # Cloud Run reports no per-execution peak memory or CPU through the Admin or Logging API
         # (only aggregated Cloud Monitoring metrics), so both stay unknown rather than guessed.
         return ResourceUsage()
 
-    def stop(self, host: HostSpec, execution_id: str, *, grace_seconds: float) -> bool:
+    def stop_job(self, host: HostSpec, execution_id: str, *, grace_seconds: float) -> bool:
         # Cancelling sends SIGTERM and kills the container after a grace period Cloud Run fixes
         # itself, so grace_seconds cannot be honoured.
         config, clients, _name, execution = self._existing(host, execution_id)
@@ -205,7 +205,7 @@ class CloudRunExecutor(ExecutorPlugin):
             raise wrap(exc, f"cancel Cloud Run execution {execution_id!r}") from exc
         return True
 
-    def remove(self, host: HostSpec, execution_id: str) -> bool:
+    def cleanup(self, host: HostSpec, execution_id: str) -> bool:
         config, name = self._config_and_name(host, execution_id)
         if name is None:
             return False
@@ -236,10 +236,10 @@ class CloudRunExecutor(ExecutorPlugin):
             return False
         return True
 
-    def health(self, host: HostSpec) -> HealthStatus:
+    def get_health_status(self, host: HostSpec) -> HealthStatus:
         return check_health(host, self._clients)
 
-    def executions(self, host: HostSpec) -> list[tuple[str, str]]:
+    def list_executions(self, host: HostSpec) -> list[tuple[str, str]]:
         config, clients = self._session(host)
         calls = _call_options(config)
         found: list[tuple[str, str]] = []

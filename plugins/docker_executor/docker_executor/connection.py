@@ -19,8 +19,10 @@ from container_manager_core.errors import ExecutorUnavailable
 from container_manager_core.types import HostSpec, TlsSettings
 from docker_executor.config import docker_address, docker_config
 
-# Connections kept open per engine: a runner thread per running job, the event monitor and removals.
+# Connections kept open per engine: a runner thread per running job, and removals.
 POOL_SIZE = 32
+# The scheme docker-py gives every request to an engine on a unix socket.
+ENGINE_URL_PREFIX = "http+docker://"
 
 
 @attrs.frozen
@@ -75,9 +77,13 @@ def open_client(key: ConnectionKey) -> docker.DockerClient:
     )
     client.api.trust_env = False
     if socket_path != key.base_url:
-        adapter = SocketPoolAdapter("http+unix://" + socket_path, key.timeout, max_pool_size=POOL_SIZE)
-        client.api._custom_adapter = adapter  # type: ignore[attr-defined]  # docker-py closes it by this name
-        client.api.mount("http+docker://", adapter)
+        # The client is a requests.Session: mounting our adapter for the engine's scheme replaces
+        # docker-py's (closed here: it never sent a byte), and the session closes whatever is
+        # mounted when the client is closed.
+        replaced = client.api.get_adapter(ENGINE_URL_PREFIX)
+        pooled = SocketPoolAdapter("http+unix://" + socket_path, key.timeout, max_pool_size=POOL_SIZE)
+        client.api.mount(ENGINE_URL_PREFIX, pooled)
+        replaced.close()
     return client
 
 

@@ -3,6 +3,10 @@
 docker-py's ``events()`` sends its request with ``timeout=None``, so a wedged engine would block the
 caller forever. These helpers issue the same request through the client's session with a bounded
 ``until`` (the engine closes the stream there) and a read timeout on top.
+
+Events say how a run ended (an OOM kill, a stop sent by someone else), never whether it ended: the
+engine keeps a bounded backlog (256 events in 20.10, none across a restart), so that is read from
+the container's state.
 """
 
 from __future__ import annotations
@@ -60,3 +64,19 @@ def _decode_lines(response: requests.Response) -> Iterator[dict[str, Any]]:
             event = json.loads(line)
             if isinstance(event, dict):
                 yield event
+
+
+def actions_seen(
+    api: docker.APIClient, container_id: str, actions: Sequence[str], *, since: float, timeout: float
+) -> frozenset[str]:
+    """Return which of ``actions`` the engine logged for the container since ``since`` (Unix time).
+
+    An old event can have left the engine's backlog: absent means "not seen", not "did not happen".
+    """
+    filters = {"container": [container_id], "event": list(actions)}
+    with open_events(api, filters=filters, since=since, until=time.time(), timeout=timeout) as events:
+        return frozenset(
+            action
+            for event in events
+            if (action := str(event.get("Action") or event.get("status"))) in actions
+        )

@@ -6,12 +6,11 @@ the kernel's OOM notification and the exit race inside the engine. Three signals
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import docker
 
-from docker_executor.events import open_events
+from docker_executor.events import actions_seen
 from docker_executor.state import SIGKILL_EXIT
 
 
@@ -21,9 +20,7 @@ def oom_event_seen(api: docker.APIClient, container_id: str, *, since: float, ti
     The engine keeps a bounded backlog of events (256 in 20.10), so an old event can be gone: False
     means "not seen", not "certainly no OOM".
     """
-    filters = {"container": [container_id], "event": ["oom"]}
-    with open_events(api, filters=filters, since=since, until=time.time(), timeout=timeout) as events:
-        return any(event.get("status", event.get("Action")) == "oom" for event in events)
+    return "oom" in actions_seen(api, container_id, ("oom",), since=since, timeout=timeout)
 
 
 def oom_killed(

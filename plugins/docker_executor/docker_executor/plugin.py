@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+import attrs
 import docker
 import docker.errors
 
 from container_manager_core.capabilities import Capabilities, unenforceable
 from container_manager_core.errors import ExecutionNotFound, ImagePullFailed, LaunchFailed
+from container_manager_core.executor import poll_until
 from container_manager_core.hookspecs import hookimpl
 from container_manager_core.labels import JOB_ID_LABEL, OWNER_LABEL
 from container_manager_core.plugins import ExecutorPlugin
@@ -30,7 +31,7 @@ from container_manager_core.types import (
     Violation,
 )
 from docker_executor.config import docker_address, docker_config, host_violations
-from docker_executor.connection import ClientCache, ConnectionKey, connection_key, whole_seconds
+from docker_executor.connection import ClientCache, connection_key, whole_seconds
 from docker_executor.engine_errors import (
     engine_call,
     explanation,
@@ -38,19 +39,18 @@ from docker_executor.engine_errors import (
     version_refusal,
     version_refused,
 )
+from docker_executor.events import actions_seen
 from docker_executor.guard import check_create_payload
 from docker_executor.health import UserNamespaceGate, check_health
 from docker_executor.image_pull import ensure_image
 from docker_executor.logs import read_logs
-from docker_executor.monitor import HostEvents
 from docker_executor.naming import job_id_of, owner_filter
 from docker_executor.networks import join_networks, require_networks
-from docker_executor.oom import oom_event_seen, oom_killed
+from docker_executor.oom import oom_killed
 from docker_executor.payload import CreatePayload, build_create_payload
 from docker_executor.records import Recent
 from docker_executor.state import execution_state, never_started, parse_engine_time
 from docker_executor.usage import SampleCache, cgroup_sample, stats_sample
-from docker_executor.waiting import wait_for_exit_events
 
 logger = logging.getLogger("docker_executor")
 
@@ -59,6 +59,8 @@ logger = logging.getLogger("docker_executor")
 STALE_CREATE_SECONDS = 30.0
 # An exit this old has had its OOM notification processed by the engine; the verdict is final.
 OOM_SETTLE_SECONDS = 2.0
+# The engine events that decide how an exited container's run ended (see _verdict).
+_VERDICT_EVENTS = ("oom", "kill")
 # How long an image seen on a host is trusted to still be there (a removal is caught at create).
 IMAGE_PRESENCE_SECONDS = 60.0
 _LIVE_STATES = frozenset({"running", "restarting", "paused"})
@@ -74,15 +76,13 @@ class DockerExecutor(ExecutorPlugin):
     def __init__(self) -> None:
         self._clients = ClientCache()
         self._stops: Recent[float] = Recent()  # container id -> when this process stopped it
-        self._oom_verdicts: Recent[bool] = Recent()
+        self._verdicts: Recent[_Verdict] = Recent()  # container id -> settled verdict of its exit
         self._samples = SampleCache()
         # An exited container's engine state never changes again, so its inspect result is kept
-        # (until removal) rather than asked for again by wait, check_status and usage in turn.
+        # (until removal) rather than asked for again by wait_for_exit, check_status and get_usage.
         self._exited: Recent[Mapping[str, Any]] = Recent()
         # Images seen on a host recently: the per-launch inspect is skipped while the entry is fresh.
         self._images: Recent[float] = Recent()
-        self._monitors: dict[tuple[ConnectionKey, str], HostEvents] = {}
-        self._monitors_lock = threading.Lock()
         self._user_namespaces = UserNamespaceGate()
 
     # Policy --------------------------------------------------------------------------------------
@@ -107,22 +107,6 @@ class DockerExecutor(ExecutorPlugin):
     def _call_timeout(self, host: HostSpec) -> float:
         return float(whole_seconds(docker_config(host).timeout))
 
-    def _events(self, host: HostSpec) -> HostEvents:
-        """Return the host's shared event monitor (its thread starts when first asked for the epoch)."""
-        calls = connection_key(host, "calls", docker_config(host).timeout)
-        key = (calls, host.owner)
-        with self._monitors_lock:
-            monitor = self._monitors.get(key)
-            if monitor is None:
-                monitor = HostEvents(
-                    host.name,
-                    lambda: self._get_client(host).api,
-                    filters={"label": owner_filter(host)},
-                    call_timeout=float(calls.timeout),
-                )
-                self._monitors[key] = monitor
-            return monitor
-
     @hookimpl
     def validate_job(self, host: HostSpec | None, job: JobSpec) -> list[Violation]:
         """Refuse a job whose host's defaults are unsafe, even if the host row was changed behind clean(),
@@ -133,7 +117,7 @@ class DockerExecutor(ExecutorPlugin):
 
     # Launch --------------------------------------------------------------------------------------
 
-    def launch(self, host: HostSpec, job: JobSpec) -> Execution:
+    def launch_job(self, host: HostSpec, job: JobSpec) -> Execution:
         """Create and start the job's container, or adopt it if this job was already launched."""
         api = self._get_client(host).api
         try:
@@ -145,9 +129,6 @@ class DockerExecutor(ExecutorPlugin):
             self._user_namespaces.require(host, api.info)
             require_networks(api, host, payload.config["HostConfig"]["NetworkMode"], payload.extra_networks)
             self._ensure_image(api, host, job.image)
-            # Opened before the create, so the container's whole life is in the host's event stream.
-            monitor = self._events(host)
-            epoch = monitor.live_epoch()
             for _attempt in range(2):
                 try:
                     execution = self._create_and_start(api, host, job, payload)
@@ -160,8 +141,6 @@ class DockerExecutor(ExecutorPlugin):
                     self._ensure_image(api, host, job.image)
                     continue
                 if execution is not None:
-                    if epoch is not None and not execution.adopted:
-                        monitor.cover(execution.execution_id, epoch)
                     return execution
         raise LaunchFailed(
             f"Host {host.name!r} kept reporting container {payload.name!r} both present and absent; "
@@ -250,26 +229,12 @@ class DockerExecutor(ExecutorPlugin):
 
     # Status --------------------------------------------------------------------------------------
 
-    def status(self, host: HostSpec, execution_id: str) -> ExecutionStatus:
-        """Return the container's state, exit code, OOM verdict and timestamps.
+    def check_status(self, host: HostSpec, execution_id: str) -> ExecutionStatus:
+        """Return the container's state, exit code, OOM verdict, timestamps and whether it was interrupted.
 
-        A container whose whole run the host's event stream saw is answered from the stream (its
-        times are then the engine's event times, up to some tens of milliseconds after the
-        state's); anything else is inspected.
+        Read from the engine's state (inspect), never from events alone, so an exit is known however
+        many events were missed; only the verdicts ask the event log (see :meth:`_verdict`).
         """
-        monitor = self._events(host)  # looked up once: a status is asked for every job
-        known = monitor.exit_of(execution_id)
-        if known is not None:
-            return ExecutionStatus(
-                ExecutionState.EXITED,
-                exit_code=known.exit_code,
-                oom_killed=self._oom_verdict(
-                    host, monitor, execution_id, flagged=False, exit_code=known.exit_code, since=None
-                ),
-                started_at=known.started_at,
-                finished_at=known.finished_at,
-                interrupted=self._stopped_elsewhere(monitor, execution_id),
-            )
         api = self._get_client(host).api
         with engine_call(host, f"inspect execution {execution_id!r}"):
             try:
@@ -278,112 +243,66 @@ class DockerExecutor(ExecutorPlugin):
                 return ExecutionStatus(ExecutionState.NOT_FOUND)
             state: Mapping[str, Any] = info["State"]
             phase = _phase(state)
-            error = state.get("Error") or None
             exited = phase is ExecutionState.EXITED
+            verdict = (
+                self._verdict(host, api, info) if exited else _Verdict(oom_killed=False, interrupted=False)
+            )
             return ExecutionStatus(
                 phase,
                 exit_code=int(state["ExitCode"]) if exited else None,
-                oom_killed=self._oom_killed(host, monitor, info) if exited else False,
+                oom_killed=verdict.oom_killed,
                 started_at=parse_engine_time(state.get("StartedAt")),
                 finished_at=parse_engine_time(state.get("FinishedAt")) if exited else None,
-                error=error,
-                interrupted=exited and self._stopped_elsewhere(monitor, str(info["Id"])),
+                error=state.get("Error") or None,
+                interrupted=verdict.interrupted,
             )
 
-    def _stopped_elsewhere(self, monitor: HostEvents, container_id: str) -> bool:
-        # A "kill" this process did not send: the engine's shutdown stopping its containers, or an
-        # operator's docker stop. Only the shared stream can tell; without it nothing is claimed.
-        return (
-            container_id not in self._stops
-            and monitor.covers(container_id)
-            and monitor.kill_seen(container_id)
-        )
+    def _verdict(self, host: HostSpec, api: docker.APIClient, info: Mapping[str, Any]) -> _Verdict:
+        """Say whether an exited container was OOM-killed, and whether someone else stopped it.
 
-    def _oom_killed(self, host: HostSpec, monitor: HostEvents, info: Mapping[str, Any]) -> bool:
+        "Someone else" is a ``kill`` this process did not send: the engine's shutdown stopping its
+        containers, or an operator's docker stop. Both verdicts share one query of the engine's
+        event log, made only when cheaper evidence does not decide; the answer is kept once the exit
+        is old enough for the engine to have logged everything about it.
+        """
         container_id = str(info["Id"])
-        verdict = self._oom_verdicts.get(container_id)
-        if verdict is not None:
-            return verdict
+        known = self._verdicts.get(container_id)
+        if known is not None:
+            return known
         state: Mapping[str, Any] = info["State"]
         created = parse_engine_time(info.get("Created"))
-        killed = self._oom_verdict(
-            host,
-            monitor,
-            container_id,
-            flagged=bool(state.get("OOMKilled")),
-            exit_code=state.get("ExitCode"),
-            since=0.0 if created is None else created.timestamp() - 1.0,
+        stopped_by_us = container_id in self._stops
+        seen: list[frozenset[str]] = []
+
+        def events() -> frozenset[str]:
+            if not seen:
+                since = 0.0 if created is None else created.timestamp() - 1.0
+                seen.append(
+                    actions_seen(
+                        api, container_id, _VERDICT_EVENTS, since=since, timeout=self._call_timeout(host)
+                    )
+                )
+            return seen[0]
+
+        verdict = _Verdict(
+            oom_killed=oom_killed(
+                flagged=bool(state.get("OOMKilled")),
+                exit_code=state.get("ExitCode"),
+                stopped_by_us=stopped_by_us,
+                event_seen=lambda: "oom" in events(),
+            ),
+            interrupted=not stopped_by_us and "kill" in events(),
         )
         finished = parse_engine_time(state.get("FinishedAt"))
         if finished is not None and (datetime.now(UTC) - finished).total_seconds() > OOM_SETTLE_SECONDS:
-            self._oom_verdicts.put(container_id, killed)
-        return killed
+            self._verdicts.put(container_id, verdict)
+        return verdict
 
-    def _oom_verdict(
-        self,
-        host: HostSpec,
-        monitor: HostEvents,
-        container_id: str,
-        *,
-        flagged: bool,
-        exit_code: int | None,
-        since: float | None,
-    ) -> bool:
-        """Combine the evidence; the event log is searched from ``since`` only if the stream missed it."""
-
-        def event_seen() -> bool:
-            if monitor.covers(container_id) or since is None:
-                return monitor.oom_seen(container_id)
-            api = self._get_client(host).api
-            return oom_event_seen(api, container_id, since=since, timeout=self._call_timeout(host))
-
-        return oom_killed(
-            flagged=flagged,
-            exit_code=exit_code,
-            stopped_by_us=container_id in self._stops,
-            event_seen=event_seen,
-        )
-
-    def wait(self, host: HostSpec, execution_ids: Sequence[str], *, timeout: float) -> list[str]:
-        """Return the executions that have exited, woken by the host's shared event stream.
-
-        A container the stream cannot vouch for (created before it opened, or after a break) has
-        its state read once; from then on its exit arrives as an event.
-        """
+    def wait_for_exit(self, host: HostSpec, execution_id: str, timeout: float) -> bool:
+        """Poll the container's state until it has exited or is gone; the verdicts wait for check_status."""
         api = self._get_client(host).api
-        monitor = self._events(host)
-        deadline = time.monotonic() + max(0.0, timeout)
-        with engine_call(host, "wait for exits"):
-            while True:
-                epoch = monitor.live_epoch()
-                if epoch is None:  # No stream: wait on a request of our own, as direct as it gets.
-                    return self._wait_by_request(api, host, execution_ids, deadline - time.monotonic())
-                unknown = [eid for eid in execution_ids if not monitor.covers(eid)]
-                if gone := [eid for eid in unknown if self._ended(api, eid)]:
-                    return gone
-                for eid in unknown:
-                    monitor.cover(eid, epoch)
-                if ended := monitor.ended(execution_ids):
-                    return ended
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return []
-                monitor.wait_for_change(epoch, remaining, execution_ids)
-
-    def _wait_by_request(
-        self, api: docker.APIClient, host: HostSpec, execution_ids: Sequence[str], timeout: float
-    ) -> list[str]:
-        def exited_now() -> list[str]:
-            # The state alone: the OOM verdict and timestamps are the harvest's business, not the wait's.
-            return [eid for eid in execution_ids if self._ended(api, eid)]
-
-        return wait_for_exit_events(
-            api,
-            execution_ids,
-            timeout=timeout,
-            call_timeout=self._call_timeout(host),
-            exited_now=exited_now,
-        )
+        with engine_call(host, f"wait for execution {execution_id!r} to exit"):
+            return poll_until(lambda: self._ended(api, execution_id), timeout, self.exit_poll_interval)
 
     def _ended(self, api: docker.APIClient, execution_id: str) -> bool:
         try:
@@ -393,7 +312,7 @@ class DockerExecutor(ExecutorPlugin):
 
     # Output and usage ----------------------------------------------------------------------------
 
-    def logs(self, host: HostSpec, execution_id: str, *, timestamps: bool) -> ExecutionLogs:
+    def get_logs(self, host: HostSpec, execution_id: str, *, timestamps: bool) -> ExecutionLogs:
         """Return stdout and stderr apart, each capped at the host's ``log_cap_bytes`` (head and tail)."""
         api = self._get_client(host).api
         limit = docker_config(host).log_cap_bytes
@@ -405,7 +324,7 @@ class DockerExecutor(ExecutorPlugin):
             except docker.errors.NotFound:
                 raise ExecutionNotFound(execution_id) from None
 
-    def usage(self, host: HostSpec, execution_id: str) -> ResourceUsage:
+    def get_usage(self, host: HostSpec, execution_id: str) -> ResourceUsage:
         """Return peak memory and average CPU so far; None fields when they are not known."""
         api = self._get_client(host).api
         with engine_call(host, f"measure execution {execution_id!r}"):
@@ -435,7 +354,7 @@ class DockerExecutor(ExecutorPlugin):
 
     # Stop and clean up ---------------------------------------------------------------------------
 
-    def stop(self, host: HostSpec, execution_id: str, *, grace_seconds: float) -> bool:
+    def stop_job(self, host: HostSpec, execution_id: str, *, grace_seconds: float) -> bool:
         """Send SIGTERM, then SIGKILL after ``grace_seconds``; False if it was not running."""
         api = self._get_client(host).api
         with engine_call(host, f"stop execution {execution_id!r}"):
@@ -451,7 +370,7 @@ class DockerExecutor(ExecutorPlugin):
                 raise ExecutionNotFound(execution_id) from None
         return True
 
-    def remove(self, host: HostSpec, execution_id: str) -> bool:
+    def cleanup(self, host: HostSpec, execution_id: str) -> bool:
         """Remove the container and its anonymous volumes; False if it was already gone."""
         api = self._get_client(host).api
         with engine_call(host, f"remove execution {execution_id!r}"):
@@ -465,19 +384,18 @@ class DockerExecutor(ExecutorPlugin):
                     raise
                 removed = False
         self._samples.forget(execution_id)
-        self._oom_verdicts.forget(execution_id)
+        self._verdicts.forget(execution_id)
         self._stops.forget(execution_id)
         self._exited.forget(execution_id)
-        self._events(host).forget(execution_id)
         return removed
 
     # Host ----------------------------------------------------------------------------------------
 
-    def health(self, host: HostSpec) -> HealthStatus:
+    def get_health_status(self, host: HostSpec) -> HealthStatus:
         """Ping, read ``/info`` within ``health_timeout`` and check the engine can enforce limits."""
         return check_health(host, lambda: self._health_client(host))
 
-    def executions(self, host: HostSpec) -> list[tuple[str, str]]:
+    def list_executions(self, host: HostSpec) -> list[tuple[str, str]]:
         """Return ``(job_id, container id)`` for every container labelled as this manager's."""
         api = self._get_client(host).api
         with engine_call(host, "list executions"):
@@ -487,6 +405,12 @@ class DockerExecutor(ExecutorPlugin):
             for container in containers
             if (job_id := job_id_of(container.get("Labels"), host.owner)) is not None
         ]
+
+
+@attrs.frozen
+class _Verdict:
+    oom_killed: bool
+    interrupted: bool
 
 
 def _phase(state: Mapping[str, Any]) -> ExecutionState:

@@ -112,7 +112,7 @@ class MockExecutor(ExecutorPlugin):
             raise ExecutionNotFound(execution_id)
         return run
 
-    def launch(self, host: HostSpec, job: JobSpec) -> Execution:
+    def launch_job(self, host: HostSpec, job: JobSpec) -> Execution:
         self._reachable(host)
         scenario = Scenario.from_env(job.env)
         if scenario.image_pull_error:
@@ -135,7 +135,7 @@ class MockExecutor(ExecutorPlugin):
             self.launch_count += 1
         return Execution(execution_id)
 
-    def status(self, host: HostSpec, execution_id: str) -> ExecutionStatus:
+    def check_status(self, host: HostSpec, execution_id: str) -> ExecutionStatus:
         try:
             run = self._get(host, execution_id)
         except ExecutionNotFound:
@@ -157,7 +157,7 @@ class MockExecutor(ExecutorPlugin):
             finished_at=finished,
         )
 
-    def logs(self, host: HostSpec, execution_id: str, *, timestamps: bool) -> ExecutionLogs:
+    def get_logs(self, host: HostSpec, execution_id: str, *, timestamps: bool) -> ExecutionLogs:
         run = self._get(host, execution_id)
         stdout = run.scenario.stdout + (
             "\n" if run.scenario.stdout and not run.scenario.stdout.endswith("\n") else ""
@@ -169,11 +169,11 @@ class MockExecutor(ExecutorPlugin):
             stdout, stderr = _stamp(stdout, run.started_at), _stamp(stderr, run.started_at)
         return ExecutionLogs(stdout=stdout, stderr=stderr, timestamps=timestamps)
 
-    def usage(self, host: HostSpec, execution_id: str) -> ResourceUsage:
+    def get_usage(self, host: HostSpec, execution_id: str) -> ResourceUsage:
         run = self._get(host, execution_id)
         return ResourceUsage(run.scenario.peak_memory_bytes, run.scenario.cpu_percent)
 
-    def stop(self, host: HostSpec, execution_id: str, *, grace_seconds: float) -> bool:
+    def stop_job(self, host: HostSpec, execution_id: str, *, grace_seconds: float) -> bool:
         run = self._get(host, execution_id)
         with self._lock:
             if run.finished_at(time.monotonic()) is not None:
@@ -181,7 +181,7 @@ class MockExecutor(ExecutorPlugin):
             run.stopped_at = datetime.now(UTC)
         return True
 
-    def remove(self, host: HostSpec, execution_id: str) -> bool:
+    def cleanup(self, host: HostSpec, execution_id: str) -> bool:
         self._reachable(host)
         with self._lock:
             run = self._runs.get(execution_id)
@@ -191,7 +191,7 @@ class MockExecutor(ExecutorPlugin):
             self._by_job.pop((run.host, run.job_id), None)
         return True
 
-    def health(self, host: HostSpec) -> HealthStatus:
+    def get_health_status(self, host: HostSpec) -> HealthStatus:
         started = time.perf_counter()
         error: str | None
         try:
@@ -207,7 +207,7 @@ class MockExecutor(ExecutorPlugin):
             engine_version="mock-1",
         )
 
-    def executions(self, host: HostSpec) -> list[tuple[str, str]]:
+    def list_executions(self, host: HostSpec) -> list[tuple[str, str]]:
         self._reachable(host)
         with self._lock:
             return [

@@ -66,11 +66,11 @@ def executor() -> DockerExecutor:
 def wait_exited(
     executor: DockerExecutor, host: HostSpec, execution_id: str, timeout: float = 30
 ) -> ExecutionStatus:
-    """Wait (on the engine's events) until the execution exits; fail the test after ``timeout`` s."""
+    """Wait until the execution exits; fail the test after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if executor.wait(host, [execution_id], timeout=min(5.0, deadline - time.monotonic())):
-            status = executor.status(host, execution_id)
+        if executor.wait_for_exit(host, execution_id, min(5.0, deadline - time.monotonic())):
+            status = executor.check_status(host, execution_id)
             if status.state is ExecutionState.EXITED:
                 return status
     pytest.fail(f"Execution {execution_id!r} did not exit within {timeout} s.")

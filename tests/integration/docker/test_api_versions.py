@@ -26,7 +26,7 @@ def refused_host(docker_client: docker.DockerClient, docker_host: HostSpec) -> H
 
 
 def test_the_health_check_reports_the_engines_refusal(executor: DockerExecutor, refused_host: HostSpec):
-    health = executor.health(refused_host)
+    health = executor.get_health_status(refused_host)
     assert not health.healthy
     assert str(health.error).startswith(
         "Docker host 'refused-version' refused to answer the health check in the API version it is "
@@ -42,4 +42,4 @@ def test_a_launch_the_engine_refuses_for_its_version_is_a_host_fault(
 ):
     job: JobSpec = make_job("true")
     with pytest.raises(HostMisconfigured, match=r"refused to launch job .* client version "):
-        executor.launch(refused_host, job)
+        executor.launch_job(refused_host, job)

@@ -37,16 +37,16 @@ def test_an_exited_container_is_inspected_once(
     executor: DockerExecutor, docker_host: HostSpec, make_job: JobMaker
 ) -> None:
     # Checked against the plugin without the exited-state memory: 4 inspects for the same container.
-    execution = executor.launch(docker_host, make_job("exit 3"))
+    execution = executor.launch_job(docker_host, make_job("exit 3"))
     calls = _count(executor._get_client(docker_host).api, ("inspect_container",))
     status = wait_exited(executor, docker_host, execution.execution_id)
     assert status.exit_code == 3
-    again = executor.status(docker_host, execution.execution_id)
-    executor.usage(docker_host, execution.execution_id)
+    again = executor.check_status(docker_host, execution.execution_id)
+    executor.get_usage(docker_host, execution.execution_id)
     assert again.exit_code == 3
     assert calls["inspect_container"] <= 2  # once while running (maybe), once after the exit
-    assert executor.remove(docker_host, execution.execution_id) is True
-    assert executor.status(docker_host, execution.execution_id).state is ExecutionState.NOT_FOUND
+    assert executor.cleanup(docker_host, execution.execution_id) is True
+    assert executor.check_status(docker_host, execution.execution_id).state is ExecutionState.NOT_FOUND
 
 
 def test_image_presence_is_remembered_and_a_removed_image_is_noticed(
@@ -62,12 +62,12 @@ def test_image_presence_is_remembered_and_a_removed_image_is_noticed(
     docker_client.images.get(test_image).tag(tag)
     host = attrs.evolve(docker_host, auto_pull_images=False)
     calls = _count(executor._get_client(host).api, ("inspect_image",))
-    first = executor.launch(host, make_job("true", image=tag))
-    second = executor.launch(host, make_job("true", image=tag))
+    first = executor.launch_job(host, make_job("true", image=tag))
+    second = executor.launch_job(host, make_job("true", image=tag))
     assert calls["inspect_image"] == 1
     for execution in (first, second):
         wait_exited(executor, host, execution.execution_id)
-        executor.remove(host, execution.execution_id)
+        executor.cleanup(host, execution.execution_id)
     docker_client.images.remove(tag)
     with pytest.raises(ImagePullFailed, match="auto_pull_images is off"):
-        executor.launch(host, make_job("true", image=tag))
+        executor.launch_job(host, make_job("true", image=tag))

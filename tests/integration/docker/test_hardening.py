@@ -35,11 +35,11 @@ def hardened(
         env={"GREETING": "hello"},
         working_dir="/tmp",
     )
-    execution = executor.launch(docker_host, job)
+    execution = executor.launch_job(docker_host, job)
     status = wait_exited(executor, docker_host, execution.execution_id)
     assert status.exit_code == 0
     inspected = docker_client.api.inspect_container(execution.execution_id)
-    output = executor.logs(docker_host, execution.execution_id, timestamps=False).stdout
+    output = executor.get_logs(docker_host, execution.execution_id, timestamps=False).stdout
     return inspected, output
 
 

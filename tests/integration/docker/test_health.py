@@ -16,7 +16,7 @@ pytestmark = pytest.mark.docker
 def test_local_engine_is_healthy_with_version_and_details(
     executor: DockerExecutor, docker_host: HostSpec
 ) -> None:
-    health = executor.health(docker_host)
+    health = executor.get_health_status(docker_host)
     assert health.healthy, health.error
     assert health.error is None
     assert health.engine_version and health.engine_version[0].isdigit()

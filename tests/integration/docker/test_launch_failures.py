@@ -35,7 +35,7 @@ def test_missing_network_fails_clearly_and_leaves_nothing(
 ) -> None:
     job = make_job("true", network_mode=None, networks=(NetworkAttachment("app-network"),))
     with pytest.raises(LaunchFailed) as raised:
-        executor.launch(docker_host, job)
+        executor.launch_job(docker_host, job)
     assert str(raised.value) == (
         "Network 'app-network' does not exist on host 'local-docker'; "
         "create it with `docker network create app-network`."
@@ -49,7 +49,7 @@ def test_missing_default_network_of_the_host_fails_clearly(
     host = HostSpec("local-docker", "docker", config={"default_network": f"cm-missing-{RUN_ID}"})
     job = make_job("true", network_mode=None)
     with pytest.raises(LaunchFailed, match=f"Network 'cm-missing-{RUN_ID}' does not exist"):
-        executor.launch(host, job)
+        executor.launch_job(host, job)
     assert containers_named(docker_client, container_name(job.job_id)) == []
 
 
@@ -58,7 +58,7 @@ def test_missing_image_with_auto_pull_off(
 ) -> None:
     job = make_job("true", image="container-manager-test/absent:never")
     with pytest.raises(ImagePullFailed) as raised:
-        executor.launch(docker_host, job)
+        executor.launch_job(docker_host, job)
     assert raised.value.image == "container-manager-test/absent:never"
     assert "auto_pull_images is off" in raised.value.reason
     assert containers_named(docker_client, container_name(job.job_id)) == []
@@ -72,7 +72,7 @@ def test_pull_failure_keeps_the_engines_message(
     )
     # Nothing listens on port 9 here: the engine reports the refused connection.
     with pytest.raises(ImagePullFailed, match="connection refused"):
-        executor.launch(host, make_job("true", image="127.0.0.1:9/team/app:1"))
+        executor.launch_job(host, make_job("true", image="127.0.0.1:9/team/app:1"))
 
 
 class FakeRegistry(BaseHTTPRequestHandler):
@@ -145,7 +145,7 @@ def test_pull_sends_registry_credentials_and_never_logs_the_password(
     caplog.set_level(logging.DEBUG)
     # 127.0.0.0/8 is an insecure registry to the engine, so it speaks plain HTTP to the fake.
     with pytest.raises(ImagePullFailed) as raised:
-        executor.launch(host, make_job("true", image=f"127.0.0.1:{port}/team/app:1.0"))
+        executor.launch_job(host, make_job("true", image=f"127.0.0.1:{port}/team/app:1.0"))
     assert "manifest unknown" in raised.value.reason
     expected = "Basic " + base64.b64encode(f"alice:{password}".encode()).decode()
     assert expected in seen
@@ -161,7 +161,7 @@ def test_a_dangerous_spec_is_refused_even_without_the_policy(
     # Calling the plugin directly skips PluginManager's policy check; the payload re-check still holds.
     job = make_job("true", user="0", memory_limit_mb=1, network_mode="host")
     with pytest.raises(PolicyViolationError) as raised:
-        executor.launch(docker_host, job)
+        executor.launch_job(docker_host, job)
     assert {"payload.root-user", "payload.memory-too-low", "payload.host-namespace"} <= {
         v.code for v in raised.value.violations
     }
@@ -182,7 +182,7 @@ def test_a_start_failure_reports_the_engine_and_leaves_nothing(
     with pytest.raises(
         LaunchFailed, match=r"refused to start the container .*unable to find user nosuchuser"
     ):
-        executor.launch(docker_host, job)
+        executor.launch_job(docker_host, job)
     assert containers_named(docker_client, container_name(job.job_id)) == []
 
 
@@ -190,7 +190,7 @@ def test_a_missing_program_is_the_jobs_failure_not_a_launch_failure(
     executor: DockerExecutor, docker_host: HostSpec, make_job: JobMaker
 ) -> None:
     # docker-init is PID 1 and starts fine; its exec of the job fails inside the container.
-    execution = executor.launch(docker_host, make_job(command=Command.exec("/no/such/program")))
+    execution = executor.launch_job(docker_host, make_job(command=Command.exec("/no/such/program")))
     status = wait_exited(executor, docker_host, execution.execution_id)
     assert (status.exit_code, status.oom_killed) == (127, False)
-    assert "/no/such/program" in executor.logs(docker_host, execution.execution_id, timestamps=False).stderr
+    assert "/no/such/program" in executor.get_logs(docker_host, execution.execution_id, timestamps=False).stderr

@@ -35,30 +35,30 @@ def test_timeout_stop_kills_a_sleeper_and_is_not_oom(
 ) -> None:
     # The job ignores SIGTERM, so only the SIGKILL after the grace period ends it: exit 137, the
     # status an OOM kill also leaves. The stop record is what tells them apart.
-    execution = executor.launch(docker_host, make_job("trap '' TERM; while :; do sleep 1; done"))
-    assert executor.status(docker_host, execution.execution_id).state is ExecutionState.RUNNING
+    execution = executor.launch_job(docker_host, make_job("trap '' TERM; while :; do sleep 1; done"))
+    assert executor.check_status(docker_host, execution.execution_id).state is ExecutionState.RUNNING
     started = time.monotonic()
-    assert executor.stop(docker_host, execution.execution_id, grace_seconds=1) is True
+    assert executor.stop_job(docker_host, execution.execution_id, grace_seconds=1) is True
     elapsed = time.monotonic() - started
-    status = executor.status(docker_host, execution.execution_id)
+    status = executor.check_status(docker_host, execution.execution_id)
     assert status.state is ExecutionState.EXITED
     assert status.exit_code == 137
     assert not status.oom_killed
     assert 0.9 < elapsed < 10
     assert status.started_at is not None and status.finished_at is not None
     assert status.finished_at >= status.started_at
-    assert executor.stop(docker_host, execution.execution_id, grace_seconds=1) is False
+    assert executor.stop_job(docker_host, execution.execution_id, grace_seconds=1) is False
 
 
 def test_sigterm_ends_a_cooperative_job_within_the_grace(
     executor: DockerExecutor, docker_host: HostSpec, make_job: JobMaker
 ) -> None:
-    execution = executor.launch(docker_host, make_job("sleep 300"))
+    execution = executor.launch_job(docker_host, make_job("sleep 300"))
     started = time.monotonic()
-    assert executor.stop(docker_host, execution.execution_id, grace_seconds=20) is True
+    assert executor.stop_job(docker_host, execution.execution_id, grace_seconds=20) is True
     # docker-init as PID 1 forwards SIGTERM, so the grace period is not waited out.
     assert time.monotonic() - started < 5
-    status = executor.status(docker_host, execution.execution_id)
+    status = executor.check_status(docker_host, execution.execution_id)
     assert (status.exit_code, status.oom_killed) == (143, False)
 
 
@@ -66,18 +66,18 @@ def test_second_launch_adopts_and_never_restarts(
     executor: DockerExecutor, docker_host: HostSpec, docker_client: docker.DockerClient, make_job: JobMaker
 ) -> None:
     job = make_job("echo ran; sleep 0.5")
-    first = executor.launch(docker_host, job)
-    second = executor.launch(docker_host, job)
+    first = executor.launch_job(docker_host, job)
+    second = executor.launch_job(docker_host, job)
     assert second == type(second)(first.execution_id, adopted=True)
     wait_exited(executor, docker_host, first.execution_id)
     # After it exited, a relaunch still adopts and returns it as it is: exited, not started again.
-    third = DockerExecutor().launch(docker_host, job)
+    third = DockerExecutor().launch_job(docker_host, job)
     assert (third.execution_id, third.adopted) == (first.execution_id, True)
-    assert executor.status(docker_host, first.execution_id).state is ExecutionState.EXITED
+    assert executor.check_status(docker_host, first.execution_id).state is ExecutionState.EXITED
     named = docker_client.api.containers(all=True, filters={"name": f"^/{container_name(job.job_id)}$"})
     assert [c["Id"] for c in named] == [first.execution_id]
     assert start_events(docker_client, first.execution_id) == 1
-    assert executor.logs(docker_host, first.execution_id, timestamps=False).stdout == "ran\n"
+    assert executor.get_logs(docker_host, first.execution_id, timestamps=False).stdout == "ran\n"
 
 
 def test_a_container_left_created_is_started_once_when_stale(
@@ -93,14 +93,14 @@ def test_a_container_left_created_is_started_once_when_stale(
     created = docker_client.api.create_container_from_config(payload.config, name=payload.name)  # type: ignore[no-untyped-call]  # untyped in docker-stubs
     orphan = created["Id"]
     # Young: another launcher may be about to start it, so the adopter leaves it alone.
-    adopted = executor.launch(docker_host, job)
+    adopted = executor.launch_job(docker_host, job)
     assert (adopted.execution_id, adopted.adopted) == (orphan, True)
-    assert executor.status(docker_host, orphan).state is ExecutionState.PENDING
+    assert executor.check_status(docker_host, orphan).state is ExecutionState.PENDING
     # Stale: its launcher is gone, so the adopter starts it, exactly once.
     monkeypatch.setattr(plugin_module, "STALE_CREATE_SECONDS", 0.0)
-    executor.launch(docker_host, job)
+    executor.launch_job(docker_host, job)
     assert wait_exited(executor, docker_host, orphan).exit_code == 0
-    executor.launch(docker_host, job)
+    executor.launch_job(docker_host, job)
     assert start_events(docker_client, orphan) == 1
 
 
@@ -119,7 +119,7 @@ def test_a_foreign_container_with_the_name_is_not_adopted(
         LaunchFailed,
         match=r"labelled for job None of owner None, not for job '.+' of owner 'default'; remove or rename it\.",
     ):
-        executor.launch(docker_host, job)
+        executor.launch_job(docker_host, job)
 
 
 def test_stdout_and_stderr_are_separated_exactly(
@@ -129,13 +129,13 @@ def test_stdout_and_stderr_are_separated_exactly(
         "echo 'ERROR: out 1'; echo 'ok: err 1' >&2; echo 'Traceback: out 2'; "
         "printf 'no newline err' >&2; printf 'caf\\303\\251 \\377\\n'"
     )
-    execution = executor.launch(docker_host, make_job(script))
+    execution = executor.launch_job(docker_host, make_job(script))
     wait_exited(executor, docker_host, execution.execution_id)
-    logs = executor.logs(docker_host, execution.execution_id, timestamps=False)
+    logs = executor.get_logs(docker_host, execution.execution_id, timestamps=False)
     assert logs.stdout == "ERROR: out 1\nTraceback: out 2\ncafé \ufffd\n"
     assert logs.stderr == "ok: err 1\nno newline err"
     assert (logs.stdout_dropped_bytes, logs.stderr_dropped_bytes, logs.timestamps) == (0, 0, False)
-    stamped = executor.logs(docker_host, execution.execution_id, timestamps=True)
+    stamped = executor.get_logs(docker_host, execution.execution_id, timestamps=True)
     assert stamped.timestamps
     out_lines = stamped.stdout.splitlines()
     assert len(out_lines) == 3
@@ -151,9 +151,9 @@ def test_executions_lists_only_this_managers_containers(
     test_image: str,
 ) -> None:
     job = make_job("sleep 30")
-    execution = executor.launch(docker_host, job)
+    execution = executor.launch_job(docker_host, job)
     stranger = docker_client.api.create_container(test_image, ["true"], labels={TEST_LABEL: RUN_ID})["Id"]
-    listed = executor.executions(docker_host)
+    listed = executor.list_executions(docker_host)
     assert (job.job_id, execution.execution_id) in listed
     assert stranger not in {container_id for _, container_id in listed}
 
@@ -161,21 +161,21 @@ def test_executions_lists_only_this_managers_containers(
 def test_remove_is_idempotent_and_forceful(
     executor: DockerExecutor, docker_host: HostSpec, make_job: JobMaker
 ) -> None:
-    execution = executor.launch(docker_host, make_job("sleep 300"))
-    assert executor.remove(docker_host, execution.execution_id) is True  # running: force-removed
-    assert executor.remove(docker_host, execution.execution_id) is False
-    assert executor.status(docker_host, execution.execution_id).state is ExecutionState.NOT_FOUND
+    execution = executor.launch_job(docker_host, make_job("sleep 300"))
+    assert executor.cleanup(docker_host, execution.execution_id) is True  # running: force-removed
+    assert executor.cleanup(docker_host, execution.execution_id) is False
+    assert executor.check_status(docker_host, execution.execution_id).state is ExecutionState.NOT_FOUND
 
 
 def test_unknown_execution_is_not_found_everywhere(executor: DockerExecutor, docker_host: HostSpec) -> None:
     unknown = f"cm-no-such-{uuid.uuid4().hex}"
-    assert executor.status(docker_host, unknown).state is ExecutionState.NOT_FOUND
+    assert executor.check_status(docker_host, unknown).state is ExecutionState.NOT_FOUND
     for call in (
-        lambda: executor.logs(docker_host, unknown, timestamps=False),
-        lambda: executor.usage(docker_host, unknown),
-        lambda: executor.stop(docker_host, unknown, grace_seconds=1),
+        lambda: executor.get_logs(docker_host, unknown, timestamps=False),
+        lambda: executor.get_usage(docker_host, unknown),
+        lambda: executor.stop_job(docker_host, unknown, grace_seconds=1),
     ):
         with pytest.raises(ExecutionNotFound):
             call()
-    assert executor.remove(docker_host, unknown) is False
-    assert executor.wait(docker_host, [unknown], timeout=5) == [unknown]
+    assert executor.cleanup(docker_host, unknown) is False
+    assert executor.wait_for_exit(docker_host, unknown, 5) is True

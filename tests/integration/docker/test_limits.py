@@ -25,7 +25,7 @@ ALLOCATE_200_MB = "head -c 200m /dev/zero | tail"
 def test_memory_oom_is_reported_as_oom(
     executor: DockerExecutor, docker_host: HostSpec, docker_client: docker.DockerClient, make_job: JobMaker
 ) -> None:
-    execution = executor.launch(docker_host, make_job(ALLOCATE_200_MB, memory_limit_mb=32))
+    execution = executor.launch_job(docker_host, make_job(ALLOCATE_200_MB, memory_limit_mb=32))
     status = wait_exited(executor, docker_host, execution.execution_id)
     assert status.oom_killed
     assert status.exit_code == 137
@@ -45,17 +45,17 @@ def test_oom_of_a_child_is_reported_even_when_the_job_exits_zero(
     job = make_job(
         f"(echo 1000 > /proc/self/oom_score_adj; {ALLOCATE_200_MB}); echo survived", memory_limit_mb=32
     )
-    execution = executor.launch(docker_host, job)
+    execution = executor.launch_job(docker_host, job)
     status = wait_exited(executor, docker_host, execution.execution_id)
     assert status.exit_code == 0
     assert status.oom_killed
-    assert executor.logs(docker_host, execution.execution_id, timestamps=False).stdout == "survived\n"
+    assert executor.get_logs(docker_host, execution.execution_id, timestamps=False).stdout == "survived\n"
 
 
 def test_a_job_within_its_memory_is_not_oom(
     executor: DockerExecutor, docker_host: HostSpec, make_job: JobMaker
 ) -> None:
-    execution = executor.launch(
+    execution = executor.launch_job(
         docker_host, make_job("head -c 8m /dev/zero | tail | wc -c", memory_limit_mb=32)
     )
     status = wait_exited(executor, docker_host, execution.execution_id)
@@ -68,7 +68,7 @@ def test_fork_bomb_is_held_at_the_pids_limit(
     limit = 32
     # The bomb forks until the kernel refuses; PID 1's shell then execs sleep, so the container lives on.
     bomb = "f(){ while :; do f & done; }; f & exec sleep 30"
-    execution = executor.launch(docker_host, make_job(bomb, pids_limit=limit, cpu_limit=0.5))
+    execution = executor.launch_job(docker_host, make_job(bomb, pids_limit=limit, cpu_limit=0.5))
     info = docker_client.api.inspect_container(execution.execution_id)
     pids_dir = cgroup_dirs(info["State"]["Pid"], info["Id"])["pids"]
     assert Path(pids_dir, "pids.max").read_text().strip() == str(limit)
@@ -85,10 +85,10 @@ def test_fork_bomb_is_held_at_the_pids_limit(
 
     assert highest <= limit
     assert refused > 0, "the bomb never reached the limit, so this test proved nothing"
-    assert executor.status(docker_host, execution.execution_id).state is ExecutionState.RUNNING
+    assert executor.check_status(docker_host, execution.execution_id).state is ExecutionState.RUNNING
     # The host is fine: it can still fork, and the engine answers promptly.
     started = time.monotonic()
     subprocess.run(["true"], check=True, timeout=5)
     assert docker_client.ping()
     assert time.monotonic() - started < 2
-    assert executor.stop(docker_host, execution.execution_id, grace_seconds=0) is True
+    assert executor.stop_job(docker_host, execution.execution_id, grace_seconds=0) is True

@@ -35,7 +35,7 @@ def test_fifty_megabyte_flood_is_capped_head_and_tail(
         f"printf '{HEAD[:-1]}\\n'; L=$(head -c 999 /dev/zero | tr '\\0' x); "
         f"yes \"$L\" | head -n {LINES}; printf '{TAIL[:-1]}\\n'; echo only-stderr >&2"
     )
-    execution = executor.launch(host, make_job(script))
+    execution = executor.launch_job(host, make_job(script))
     wait_exited(executor, host, execution.execution_id, timeout=60)
     log_config = docker_client.api.inspect_container(execution.execution_id)["HostConfig"]["LogConfig"]
     assert log_config["Config"] == {"max-size": str(30 * 1024**2), "max-file": "3"}  # 30m, in bytes
@@ -43,7 +43,7 @@ def test_fifty_megabyte_flood_is_capped_head_and_tail(
     tracemalloc.start()
     started = time.monotonic()
     try:
-        logs = executor.logs(host, execution.execution_id, timestamps=False)
+        logs = executor.get_logs(host, execution.execution_id, timestamps=False)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -73,9 +73,9 @@ def test_output_bytes_become_storable_text_the_cap_splitting_no_character(
     )
     # The engine's json-file driver writes invalid UTF-8 (\377) as U+FFFD itself; NUL reaches us.
     script = r"""printf 'a\000b\377c'; E=$(printf '\303\251'); printf "$E$E$E$E$E$E$E$E$E$E" >&2"""
-    execution = executor.launch(host, make_job(script))
+    execution = executor.launch_job(host, make_job(script))
     wait_exited(executor, host, execution.execution_id)
-    logs = executor.logs(host, execution.execution_id, timestamps=False)
+    logs = executor.get_logs(host, execution.execution_id, timestamps=False)
     assert (logs.stdout, logs.stdout_dropped_bytes, logs.stdout_replaced_bytes) == ("a\u2400b\ufffdc", 0, 1)
     # 20 bytes of "é": a head of 5 holds two and half a third, a tail of 4 two: the half is dropped.
     assert logs.stderr == "éé" + truncation_notice(20 - 8) + "éé"

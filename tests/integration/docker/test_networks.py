@@ -21,9 +21,9 @@ def test_job_joins_all_its_networks_with_aliases(
     for name in (front, back):
         docker_client.api.create_network(name, driver="bridge", internal=True, labels={TEST_LABEL: RUN_ID})
     networks = (NetworkAttachment(front, ("web",)), NetworkAttachment(back, ("api", "api-v2")))
-    execution = executor.launch(docker_host, make_job("sleep 30", network_mode=None, networks=networks))
+    execution = executor.launch_job(docker_host, make_job("sleep 30", network_mode=None, networks=networks))
     attached = docker_client.api.inspect_container(execution.execution_id)["NetworkSettings"]["Networks"]
     assert set(attached) == {front, back}
     assert "web" in attached[front]["Aliases"]
     assert {"api", "api-v2"} <= set(attached[back]["Aliases"])
-    assert executor.stop(docker_host, execution.execution_id, grace_seconds=0) is True
+    assert executor.stop_job(docker_host, execution.execution_id, grace_seconds=0) is True

@@ -120,12 +120,12 @@ def tls_daemon() -> Iterator[TlsDaemon]:
 def test_the_right_client_certificate_connects(tls_daemon: TlsDaemon) -> None:
     executor = DockerExecutor()
     host = tls_daemon.host()
-    health = executor.health(host)
+    health = executor.get_health_status(host)
     assert health.healthy, health.error
     version = executor._get_client(host).version()
     assert health.engine_version == version["Version"]
     assert executor._get_client(host).api.base_url == f"https://127.0.0.1:{tls_daemon.port}"
-    assert executor.executions(host) == []
+    assert executor.list_executions(host) == []
 
 
 def test_plain_http_is_refused(tls_daemon: TlsDaemon) -> None:
@@ -138,21 +138,21 @@ def test_plain_http_is_refused(tls_daemon: TlsDaemon) -> None:
     host = HostSpec(
         "plain", "docker", f"tcp://127.0.0.1:{tls_daemon.port}", config={"allow_insecure_tcp": True}
     )
-    health = DockerExecutor().health(host)
+    health = DockerExecutor().get_health_status(host)
     assert not health.healthy
     assert "HTTP request to an HTTPS server" in (health.error or "")
 
 
 @pytest.mark.parametrize("cert", ["foreign-client", None], ids=["foreign-ca-client", "no-client-cert"])
 def test_a_client_the_engine_does_not_trust_is_refused(tls_daemon: TlsDaemon, cert: str | None) -> None:
-    health = DockerExecutor().health(tls_daemon.host(cert=cert))
+    health = DockerExecutor().get_health_status(tls_daemon.host(cert=cert))
     assert not health.healthy
     assert "Docker host 'tls-docker' is unreachable" in (health.error or "")
     assert "SSL" in (health.error or "") or "certificate" in (health.error or "")
 
 
 def test_an_engine_our_ca_did_not_sign_is_refused(tls_daemon: TlsDaemon) -> None:
-    health = DockerExecutor().health(tls_daemon.host(ca="foreign-ca.pem"))
+    health = DockerExecutor().get_health_status(tls_daemon.host(ca="foreign-ca.pem"))
     assert not health.healthy
     assert "CERTIFICATE_VERIFY_FAILED" in (health.error or "")
 
@@ -177,7 +177,7 @@ def test_requests_ca_bundle_cannot_replace_the_hosts_ca(
     finally:
         trusting.close()
     # ...while the plugin's client keeps using the CA the host names.
-    health = DockerExecutor().health(tls_daemon.host())
+    health = DockerExecutor().get_health_status(tls_daemon.host())
     assert health.healthy, health.error
 
 

@@ -25,9 +25,9 @@ def test_usage_of_a_running_job_is_plausible(
 ) -> None:
     # How long a usage() call takes is a benchmark figure (the plugin's README), not an assertion.
     job = make_job(BUSY_AND_20_MB, memory_limit_mb=64, cpu_limit=0.5, tmpfs=(TmpfsMount("/tmp", 32 * MB),))
-    execution = executor.launch(docker_host, job)
+    execution = executor.launch_job(docker_host, job)
     time.sleep(1.5)
-    usage = executor.usage(docker_host, execution.execution_id)
+    usage = executor.get_usage(docker_host, execution.execution_id)
     assert usage.peak_memory_bytes is not None and 20 * MB <= usage.peak_memory_bytes <= 64 * MB
     assert usage.average_cpu_percent is not None and 15 <= usage.average_cpu_percent <= 60
 
@@ -42,8 +42,8 @@ def test_usage_of_a_running_job_is_plausible(
     assert one_shot is not None and 15 <= one_shot <= 60
 
     # Once it has exited the cgroup is gone: the last sample is what is known.
-    executor.stop(docker_host, execution.execution_id, grace_seconds=0)
-    after = executor.usage(docker_host, execution.execution_id)
+    executor.stop_job(docker_host, execution.execution_id, grace_seconds=0)
+    after = executor.get_usage(docker_host, execution.execution_id)
     assert after.peak_memory_bytes is not None and after.peak_memory_bytes >= usage.peak_memory_bytes
     assert after.average_cpu_percent is not None
 
@@ -51,6 +51,6 @@ def test_usage_of_a_running_job_is_plausible(
 def test_usage_never_sampled_while_running_is_unknown(
     executor: DockerExecutor, docker_host: HostSpec, make_job: JobMaker
 ) -> None:
-    execution = executor.launch(docker_host, make_job("true"))
+    execution = executor.launch_job(docker_host, make_job("true"))
     wait_exited(executor, docker_host, execution.execution_id)
-    assert executor.usage(docker_host, execution.execution_id) == ResourceUsage(None, None)
+    assert executor.get_usage(docker_host, execution.execution_id) == ResourceUsage(None, None)

@@ -208,5 +208,5 @@ def test_a_launch_on_an_engine_that_stopped_remapping_creates_nothing(
         require_user_namespaces=True,
     )
     with pytest.raises(HostMisconfigured, match=REFUSAL):
-        DockerExecutor().launch(host, make_job("true"))
+        DockerExecutor().launch_job(host, make_job("true"))
     assert creates == []

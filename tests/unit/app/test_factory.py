@@ -10,7 +10,7 @@ from mock_executor.plugin import plugin as mock_plugin
 
 from container_manager.exceptions import InvalidExecutor
 from container_manager.executors import factory as factory_module
-from container_manager.executors.factory import ExecutorFactory
+from container_manager.executors.factory import ExecutorFactory, HostExecutor
 from container_manager.models import ContainerJob
 from container_manager_core.errors import ExecutorUnavailable, PolicyViolationError
 from container_manager_core.plugins import ExecutorPlugin, PluginManager
@@ -46,6 +46,18 @@ def test_a_running_job_reports_running_and_can_be_stopped(host):
     assert executor.check_status(execution_id) == "running"
     assert executor.stop(execution_id) is True
     assert executor.check_status(execution_id) == "exited"
+
+
+def test_the_facade_has_the_executor_operations_names(host):
+    job = make_job(host=host, environment_vars={"MOCK_DURATION": "60"})
+    executor = ExecutorFactory.create_executor("mock", {"docker_host": host})
+    execution_id = executor.launch_job(job)
+    assert [eid for _, eid in executor.list_executions()] == [execution_id]
+    assert executor.wait_for_exit(execution_id, 0.05) is False
+    assert executor.stop_job(execution_id, grace_seconds=1) is True
+    assert executor.wait_for_exit(execution_id, 5) is True
+    assert executor.stop_job(execution_id) is False
+    assert HostExecutor.stop is HostExecutor.stop_job  # the older documented name still works
 
 
 def test_the_host_may_be_named(host):
@@ -120,28 +132,28 @@ class _ClientPlugin(ExecutorPlugin):
     def _get_client(self, host: HostSpec) -> tuple[str, str]:
         return ("client-for", host.name)
 
-    def launch(self, host, job):
+    def launch_job(self, host, job):
         return Execution("x")
 
-    def status(self, host, execution_id):
+    def check_status(self, host, execution_id):
         raise NotImplementedError
 
-    def logs(self, host, execution_id, *, timestamps):
+    def get_logs(self, host, execution_id, *, timestamps):
         raise NotImplementedError
 
-    def usage(self, host, execution_id):
+    def get_usage(self, host, execution_id):
         raise NotImplementedError
 
-    def stop(self, host, execution_id, *, grace_seconds):
+    def stop_job(self, host, execution_id, *, grace_seconds):
         raise NotImplementedError
 
-    def remove(self, host, execution_id):
+    def cleanup(self, host, execution_id):
         raise NotImplementedError
 
-    def health(self, host):
+    def get_health_status(self, host):
         return HealthStatus(healthy=True, response_time=0.0)
 
-    def executions(self, host):
+    def list_executions(self, host):
         return []
 
 

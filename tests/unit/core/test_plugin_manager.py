@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from container_manager_core import NoExecutorPlugin, PluginManager
-from container_manager_core.types import Command, HostSpec, JobSpec
+from container_manager_core import NoExecutorPlugin, PluginLoadError, PluginManager, hookimpl
+from container_manager_core.plugins import ExecutorRegistry
+from container_manager_core.types import Command, ExecutionStatus, HostSpec, JobSpec
 
 THIRD_PARTY_PLUGIN = '''
 from __future__ import annotations
@@ -32,31 +33,31 @@ class EchoExecutor(ExecutorPlugin):
     def __init__(self):
         self.jobs = {}
 
-    def launch(self, host, job):
+    def launch_job(self, host, job):
         self.jobs[job.job_id] = job
         return Execution(job.job_id)
 
-    def status(self, host, execution_id):
+    def check_status(self, host, execution_id):
         if execution_id not in self.jobs:
             return ExecutionStatus(ExecutionState.NOT_FOUND)
         return ExecutionStatus(ExecutionState.EXITED, exit_code=7, finished_at=datetime.now(UTC))
 
-    def logs(self, host, execution_id, *, timestamps):
+    def get_logs(self, host, execution_id, *, timestamps):
         return ExecutionLogs(stdout=self.jobs[execution_id].image + "\\n")
 
-    def usage(self, host, execution_id):
+    def get_usage(self, host, execution_id):
         return ResourceUsage()
 
-    def stop(self, host, execution_id, *, grace_seconds):
+    def stop_job(self, host, execution_id, *, grace_seconds):
         return False
 
-    def remove(self, host, execution_id):
+    def cleanup(self, host, execution_id):
         return self.jobs.pop(execution_id, None) is not None
 
-    def health(self, host):
+    def get_health_status(self, host):
         return HealthStatus(healthy=True, response_time=0.0, engine_version="echo-1")
 
-    def executions(self, host):
+    def list_executions(self, host):
         return [(job_id, job_id) for job_id in self.jobs]
 
     @hookimpl
@@ -160,14 +161,116 @@ def test_installed_plugins_are_listed_by_entry_point() -> None:
     assert types["mock"] == "mock"
 
 
-def test_two_plugins_claiming_one_type_is_an_error() -> None:
+def test_two_plugins_claiming_one_type_is_an_error_naming_both() -> None:
     from mock_executor.plugin import MockExecutor
 
     pm = PluginManager(load_entry_points=False)
-    pm.register(MockExecutor(), name="first")
-    pm.register(MockExecutor(), name="second")
-    with pytest.raises(ValueError, match="provided by both"):
-        pm.executor_types()
+    first = MockExecutor()
+    pm.register(first, name="first")
+    with pytest.raises(
+        PluginLoadError,
+        match=r"Executor plugin 'second' failed to load: .*executor type 'mock' is already provided by plugin 'first'",
+    ):
+        pm.register(MockExecutor(), name="second")
+    assert pm.executor_types() == {"mock": "first"}
+    assert pm.executor("mock") is first
+    pm.unregister("first")
+    assert pm.executor_types() == {}
+
+
+def test_each_plugin_registers_its_executors_once_and_calls_go_straight_to_it() -> None:
+    from mock_executor.plugin import MockExecutor
+
+    registrations: list[str] = []
+    asked: list[str] = []
+
+    class CountingMock(MockExecutor):
+        @hookimpl
+        def register_executors(self, registry: ExecutorRegistry) -> None:
+            registrations.append(self.executor_type)
+            super().register_executors(registry)
+
+        def check_status(self, host: HostSpec, execution_id: str) -> ExecutionStatus:
+            asked.append(host.executor_type)
+            return super().check_status(host, execution_id)
+
+    class OtherMock(CountingMock):
+        executor_type = "other-mock"
+
+    pm = PluginManager(load_entry_points=False)
+    pm.register(CountingMock(), name="mock")
+    pm.register(OtherMock(), name="other")
+    for _ in range(3):
+        pm.check_status(HostSpec(name="h", executor_type="mock"), "x")
+    assert registrations == ["mock", "other-mock"]
+    assert asked == ["mock"] * 3  # the other plugin is never asked about a host that is not its own
+
+
+class MisspelledValidator:
+    @hookimpl
+    def validate_jobs(self, host: HostSpec | None, job: JobSpec, limits: object) -> list[object]:
+        return []
+
+
+class OperationMarkedAsHook:
+    @hookimpl
+    def launch_job(self, host: HostSpec, job: JobSpec) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("plugin", "hook"), [(MisspelledValidator, "validate_jobs"), (OperationMarkedAsHook, "launch_job")]
+)
+def test_a_hook_with_no_specification_is_refused_naming_the_plugin(plugin: type, hook: str) -> None:
+    # Checked against a manager that did not call check_pending(): both plugins registered silently,
+    # and the misspelled validator was simply never called.
+    pm = PluginManager(load_entry_points=False)
+    with pytest.raises(
+        PluginLoadError, match=rf"Executor plugin 'sloppy' failed to load: unknown hook '{hook}'"
+    ) as info:
+        pm.register(plugin(), name="sloppy")
+    assert "the hooks are register_executors, validate_job, validate_host" in str(info.value)
+    assert pm.executor_types() == {}
+    pm.register(object(), name="sloppy")  # refused and forgotten: the name is free again
+
+
+def test_an_installed_plugin_with_a_misspelled_hook_names_its_distribution(tmp_path: Path) -> None:
+    (tmp_path / "sloppy_exec.py").write_text(
+        "from container_manager_core import hookimpl\n"
+        "class Sloppy:\n"
+        "    @hookimpl\n"
+        "    def validate_hots(self, host):\n"
+        "        return []\n"
+        "plugin = Sloppy()\n"
+    )
+    dist = tmp_path / "sloppy_exec-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: sloppy-exec\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[container_manager]\nsloppy = sloppy_exec:plugin\n")
+    result = subprocess.run(
+        [sys.executable, "-c", "from container_manager_core import PluginManager\nPluginManager()"],
+        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert (
+        "PluginLoadError: Executor plugin 'sloppy' from the distribution 'sloppy-exec' failed to load: "
+        "unknown hook 'validate_hots'"
+    ) in result.stderr
+
+
+def test_an_executor_that_is_not_an_executor_plugin_is_refused() -> None:
+    class Stray:
+        @hookimpl
+        def register_executors(self, registry: ExecutorRegistry) -> None:
+            registry.add(object())  # type: ignore[arg-type]
+
+    pm = PluginManager(load_entry_points=False)
+    with pytest.raises(PluginLoadError, match="'stray' failed to load: TypeError: register_executors added"):
+        pm.register(Stray(), name="stray")
 
 
 def test_launch_enforces_the_policy_before_the_plugin_sees_the_job() -> None:
@@ -218,3 +321,15 @@ def test_a_broken_plugin_names_its_distribution(tmp_path: Path) -> None:
         "PluginLoadError: Executor plugin 'broken' from the distribution 'broken-exec' failed to load"
         in result.stderr
     )
+
+
+def test_an_executor_plugin_that_registers_nothing_is_refused() -> None:
+    from mock_executor.plugin import MockExecutor
+
+    class Unmarked(MockExecutor):
+        def register_executors(self, registry: ExecutorRegistry) -> None:  # no @hookimpl: never called
+            super().register_executors(registry)
+
+    pm = PluginManager(load_entry_points=False)
+    with pytest.raises(PluginLoadError, match=r"Unmarked registered no executor: .* needs @hookimpl"):
+        pm.register(Unmarked(), name="unmarked")

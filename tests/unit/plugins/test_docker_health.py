@@ -29,7 +29,7 @@ def executor() -> DockerExecutor:
 
 def test_an_absent_engine_is_unhealthy_not_an_exception(executor: DockerExecutor) -> None:
     host = HostSpec("gone", "docker", f"unix:///tmp/cm-no-such-{RUN_ID}.sock")
-    health = executor.health(host)
+    health = executor.get_health_status(host)
     assert not health.healthy
     assert health.error == f"Docker host 'gone' has no engine socket at '/tmp/cm-no-such-{RUN_ID}.sock'."
 
@@ -53,14 +53,14 @@ def test_a_wedged_engine_is_unhealthy_within_the_health_timeout(
 ) -> None:
     host = HostSpec("wedged", "docker", f"unix://{wedged_socket}", config={"health_timeout": 1, "timeout": 1})
     started = time.monotonic()
-    health = executor.health(host)
+    health = executor.get_health_status(host)
     assert not health.healthy
     assert "Read timed out. (read timeout=1)" in (health.error or "")
     assert time.monotonic() - started < 5
     # Every other call is bounded too: the worker gets a retryable error, not a hang.
     started = time.monotonic()
     with pytest.raises(ExecutorUnavailable):
-        executor.status(host, "anything")
+        executor.check_status(host, "anything")
     assert time.monotonic() - started < 5
 
 

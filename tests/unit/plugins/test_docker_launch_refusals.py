@@ -37,15 +37,15 @@ def test_an_unreachable_engine_is_unavailable() -> None:
     executor = DockerExecutor()
     host = HostSpec("gone", "docker", f"unix:///tmp/cm-no-such-{RUN_ID}.sock", config={"timeout": 2})
     with pytest.raises(ExecutorUnavailable, match="Docker host 'gone'"):
-        executor.launch(host, job())
+        executor.launch_job(host, job())
     with pytest.raises(ExecutorUnavailable):
-        executor.status(host, "anything")
+        executor.check_status(host, "anything")
 
 
 def test_plain_tcp_is_refused_unless_the_host_opts_in() -> None:
     host = HostSpec("plain", "docker", "tcp://127.0.0.1:2375")
     with pytest.raises(ExecutorError, match="without TLS"):
-        DockerExecutor().launch(host, job())
+        DockerExecutor().launch_job(host, job())
 
 
 @pytest.fixture
@@ -72,4 +72,4 @@ def test_a_pinned_version_too_old_for_the_request_is_a_host_fault(silent_socket:
     with pytest.raises(
         HostMisconfigured, match=r"api_version '1.24' is outside the versions this plugin supports"
     ):
-        DockerExecutor().launch(host, job())
+        DockerExecutor().launch_job(host, job())

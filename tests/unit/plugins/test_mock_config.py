@@ -42,6 +42,6 @@ def test_unknown_keys_and_wrong_types_are_refused(config: dict[str, Any], code: 
 
 def test_a_refused_config_is_a_host_fault_when_used() -> None:
     with pytest.raises(HostMisconfigured, match="'timout' is unknown"):
-        plugin.executions(spec(timout=5))
+        plugin.list_executions(spec(timout=5))
     assert isinstance(HostMisconfigured("x"), ExecutorUnavailable)
-    assert plugin.health(spec(timout=5)).healthy is False
+    assert plugin.get_health_status(spec(timout=5)).healthy is False

@@ -8,11 +8,11 @@ Subclass :class:`ExecutorContract` in your plugin's tests and provide two fixtur
   ``duration`` seconds and exits with ``exit_code``. Each call must give a new ``job_id``.
 
 The kit talks to the plugin only through :class:`~container_manager_core.plugins.PluginManager`, so it
-tests the installed distribution as users get it (entry point, hooks, policy).
+tests the installed distribution as users get it (entry point, executor registration, policy hooks).
 """
 
 from __future__ import annotations
 
-from container_manager_core.testing.contract import ExecutorContract, JobFactory, wait_for_exit
+from container_manager_core.testing.contract import ExecutorContract, JobFactory, exited_status
 
-__all__ = ["ExecutorContract", "JobFactory", "wait_for_exit"]
+__all__ = ["ExecutorContract", "JobFactory", "exited_status"]

@@ -10,7 +10,7 @@ import attrs
 import pytest
 
 from container_manager_core.errors import ExecutionNotFound
-from container_manager_core.plugins import PluginManager
+from container_manager_core.plugins import ExecutorPlugin, PluginManager
 from container_manager_core.types import ExecutionState, ExecutionStatus, HostSpec, JobSpec
 
 
@@ -20,22 +20,24 @@ class JobFactory(Protocol):
     ) -> JobSpec: ...
 
 
-def wait_for_exit(
+def exited_status(
     manager: PluginManager, host: HostSpec, execution_id: str, timeout: float
 ) -> ExecutionStatus:
-    """Poll ``check_status`` until the execution exits; fail the test after ``timeout`` seconds."""
+    """Wait with ``wait_for_exit`` until the execution exits and return its status; fail the test
+    after ``timeout`` seconds or if it vanishes."""
     deadline = time.monotonic() + timeout
-    delay = 0.05
     while True:
+        remaining = deadline - time.monotonic()
+        ended = manager.wait_for_exit(host, execution_id, max(0.0, min(5.0, remaining)))
         status = manager.check_status(host, execution_id)
         if status.state is ExecutionState.EXITED:
             return status
         if status.state is ExecutionState.NOT_FOUND:
             pytest.fail(f"Execution {execution_id!r} vanished before it exited.")
-        if time.monotonic() > deadline:
+        if ended:
+            pytest.fail(f"wait_for_exit said {execution_id!r} had exited, but its state is {status}.")
+        if remaining <= 0:
             pytest.fail(f"Execution {execution_id!r} did not exit within {timeout} s (last: {status}).")
-        time.sleep(delay)
-        delay = min(delay * 1.5, 1.0)
 
 
 class ExecutorContract:
@@ -43,6 +45,9 @@ class ExecutorContract:
 
     def test_plugin_is_discovered(self, contract_manager: PluginManager, contract_host: HostSpec) -> None:
         assert contract_host.executor_type in contract_manager.executor_types()
+        executor = contract_manager.executor(contract_host.executor_type)
+        assert isinstance(executor, ExecutorPlugin)
+        assert executor.executor_type == contract_host.executor_type
 
     def test_health(self, contract_manager: PluginManager, contract_host: HostSpec) -> None:
         health = contract_manager.get_health_status(contract_host)
@@ -67,7 +72,7 @@ class ExecutorContract:
         try:
             first = contract_manager.check_status(contract_host, execution.execution_id)
             assert first.state in {ExecutionState.PENDING, ExecutionState.RUNNING, ExecutionState.EXITED}
-            status = wait_for_exit(contract_manager, contract_host, execution.execution_id, contract_timeout)
+            status = exited_status(contract_manager, contract_host, execution.execution_id, contract_timeout)
             assert status.exit_code == 0
             assert not status.oom_killed
             logs = contract_manager.get_logs(contract_host, execution.execution_id)
@@ -94,7 +99,7 @@ class ExecutorContract:
     ) -> None:
         execution = contract_manager.launch_job(contract_host, contract_job(stderr="boom", exit_code=code))
         try:
-            status = wait_for_exit(contract_manager, contract_host, execution.execution_id, contract_timeout)
+            status = exited_status(contract_manager, contract_host, execution.execution_id, contract_timeout)
             assert status.exit_code == code
             assert not status.oom_killed
         finally:
@@ -111,7 +116,7 @@ class ExecutorContract:
         job = contract_job(stdout="error: this line is stdout", stderr="all good: this line is stderr")
         execution = contract_manager.launch_job(contract_host, job)
         try:
-            wait_for_exit(contract_manager, contract_host, execution.execution_id, contract_timeout)
+            exited_status(contract_manager, contract_host, execution.execution_id, contract_timeout)
             logs = contract_manager.get_logs(contract_host, execution.execution_id)
             assert "error: this line is stdout" in logs.stdout
             assert "all good: this line is stderr" in logs.stderr
@@ -136,7 +141,7 @@ class ExecutorContract:
             second = contract_manager.launch_job(contract_host, job)
             assert second.execution_id == first.execution_id
             assert second.adopted
-            wait_for_exit(contract_manager, contract_host, first.execution_id, contract_timeout)
+            exited_status(contract_manager, contract_host, first.execution_id, contract_timeout)
             assert contract_manager.get_logs(contract_host, first.execution_id).stdout.count("once") == 1
         finally:
             contract_manager.cleanup(contract_host, first.execution_id)
@@ -159,7 +164,7 @@ class ExecutorContract:
         contract_timeout: float,
     ) -> None:
         execution = contract_manager.launch_job(contract_host, contract_job(stdout="x"))
-        wait_for_exit(contract_manager, contract_host, execution.execution_id, contract_timeout)
+        exited_status(contract_manager, contract_host, execution.execution_id, contract_timeout)
         assert contract_manager.cleanup(contract_host, execution.execution_id) is True
         assert contract_manager.cleanup(contract_host, execution.execution_id) is False
 
@@ -174,7 +179,7 @@ class ExecutorContract:
         try:
             started = time.monotonic()
             assert contract_manager.stop_job(contract_host, execution.execution_id, grace_seconds=1) is True
-            status = wait_for_exit(contract_manager, contract_host, execution.execution_id, contract_timeout)
+            status = exited_status(contract_manager, contract_host, execution.execution_id, contract_timeout)
             assert time.monotonic() - started < 60
             assert not status.oom_killed
             assert contract_manager.stop_job(contract_host, execution.execution_id, grace_seconds=1) is False
@@ -196,7 +201,7 @@ class ExecutorContract:
             contract_manager.cleanup(contract_host, execution.execution_id)
         assert (job.job_id, execution.execution_id) not in contract_manager.list_executions(contract_host)
 
-    def test_wait_for_exits_reports_an_exit(
+    def test_wait_for_exit_reports_an_exit(
         self,
         contract_manager: PluginManager,
         contract_host: HostSpec,
@@ -207,13 +212,16 @@ class ExecutorContract:
         slow = contract_manager.launch_job(contract_host, contract_job(duration=120))
         try:
             deadline = time.monotonic() + contract_timeout
-            seen: list[str] = []
-            while quick.execution_id not in seen and time.monotonic() < deadline:
-                seen = contract_manager.wait_for_exits(
-                    contract_host, [quick.execution_id, slow.execution_id], timeout=5
-                )
-            assert quick.execution_id in seen
-            assert slow.execution_id not in seen
+            exited = False
+            while not exited and time.monotonic() < deadline:
+                exited = contract_manager.wait_for_exit(contract_host, quick.execution_id, 5)
+            assert exited, f"wait_for_exit never reported the exit of {quick.execution_id!r}"
+            assert contract_manager.check_status(contract_host, quick.execution_id).state is (
+                ExecutionState.EXITED
+            )
+            assert contract_manager.wait_for_exit(contract_host, slow.execution_id, 0.2) is False
+            unknown = f"no-such-execution-{uuid.uuid4().hex}"
+            assert contract_manager.wait_for_exit(contract_host, unknown, 1) is True, "gone counts as exited"
         finally:
             contract_manager.stop_job(contract_host, slow.execution_id, grace_seconds=1)
             contract_manager.cleanup(contract_host, slow.execution_id)

@@ -68,21 +68,32 @@ class HostExecutor:
         """Return ``{"healthy": bool, "response_time": float, "error": str | None, ...}``."""
         return self._manager.get_health_status(self.host_spec).as_dict()
 
-    def stop(self, execution_id: str, grace_seconds: float = 10) -> bool:
+    def stop_job(self, execution_id: str, grace_seconds: float = 10) -> bool:
         """Stop the execution (SIGTERM, then SIGKILL after ``grace_seconds``); False if it had ended."""
         return self._manager.stop_job(self.host_spec, execution_id, grace_seconds=grace_seconds)
+
+    # The facade's name for stop_job before the operations had one name everywhere; callers use it.
+    stop = stop_job
 
     def cleanup(self, execution_id: str) -> bool:
         """Remove the execution's resources; False if they were already gone."""
         return self._manager.cleanup(self.host_spec, execution_id)
 
+    def wait_for_exit(self, execution_id: str, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds; True once the execution has exited or is gone."""
+        return self._manager.wait_for_exit(self.host_spec, execution_id, timeout)
+
+    def list_executions(self) -> list[tuple[str, str]]:
+        """Return ``(job_id, execution_id)`` for every execution this deployment owns on the host."""
+        return self._manager.list_executions(self.host_spec)
+
     def _get_client(self, host: ExecutorHost | HostSpec | None = None) -> Any:
         """Return the plugin's SDK client for ``host`` (default: this executor's host), if it has one."""
-        plugin = _plugin_for(self._manager, self.executor_type)
-        get_client = getattr(plugin, "_get_client", None)
+        executor = self._manager.executor(self.executor_type)
+        get_client = getattr(executor, "_get_client", None)
         if get_client is None:
             raise AttributeError(
-                f"The {self.executor_type!r} executor plugin {type(plugin).__name__} has no SDK client "
+                f"The {self.executor_type!r} executor plugin {type(executor).__name__} has no SDK client "
                 "(no _get_client method)."
             )
         if host is None:
@@ -92,14 +103,6 @@ class HostExecutor:
         else:
             spec = host.to_spec()
         return get_client(spec)
-
-
-def _plugin_for(manager: PluginManager, executor_type: str) -> object:
-    """Return the plugin object that provides ``executor_type``."""
-    for impl in manager.hook.executor_types.get_hookimpls():
-        if executor_type in impl.function():
-            return impl.plugin
-    raise InvalidExecutor(str(NoExecutorPlugin(executor_type, sorted(manager.executor_types()))))
 
 
 class ExecutorFactory:

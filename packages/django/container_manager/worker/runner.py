@@ -49,8 +49,8 @@ from container_manager_core.types import (
 # The first wait for an exit; each later one doubles, up to WAIT_SLICE_SECONDS, with a usage sample
 # in between (short jobs are never sampled, which spares them the calls).
 FIRST_USAGE_SAMPLE_SECONDS = 2.0
-# Longest single wait for an exit; each new wait first checks the current state, so this is also
-# the slow polling fallback should the engine miss an event.
+# Longest single wait for an exit (the executor reads the state meanwhile): the deadline and the
+# usage samples are looked at between two waits.
 WAIT_SLICE_SECONDS = 30.0
 # Longest wait for a retried job's previous container to be gone before relaunching.
 REMOVAL_WAIT_SECONDS = 30.0
@@ -190,7 +190,7 @@ class Runner:
             if tracked.deadline is not None and not tracked.stop_reason:
                 slice_ = min(slice_, max(0.05, tracked.deadline - time.time()))
             try:
-                exited = self._pm.wait_for_exits(tracked.host, [tracked.execution_id], timeout=slice_)
+                exited = self._pm.wait_for_exit(tracked.host, tracked.execution_id, slice_)
             except ExecutorError as exc:
                 failures = self._unreachable(tracked, exc, failures)
                 continue
@@ -225,7 +225,7 @@ class Runner:
         status: ExecutionStatus | None = None
         while not tracked.abandoned:
             try:
-                # Usually answered from the engine's event stream without a request; then the logs.
+                # The state and how the run ended, then the logs.
                 status = self._pm.check_status(host, eid)
                 if status.state is ExecutionState.NOT_FOUND:
                     self._send(Vanished(tracked))

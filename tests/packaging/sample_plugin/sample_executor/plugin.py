@@ -78,7 +78,7 @@ class SampleExecutor(ExecutorPlugin):
             raise ExecutionNotFound(execution_id)
         return run
 
-    def launch(self, host: HostSpec, job: JobSpec) -> Execution:
+    def launch_job(self, host: HostSpec, job: JobSpec) -> Execution:
         try:
             exit_code = int(job.env.get("SAMPLE_EXIT_CODE", "0"))
             duration = float(job.env.get("SAMPLE_DURATION", "0"))
@@ -104,7 +104,7 @@ class SampleExecutor(ExecutorPlugin):
             self._by_job[key] = execution_id
         return Execution(execution_id)
 
-    def status(self, host: HostSpec, execution_id: str) -> ExecutionStatus:
+    def check_status(self, host: HostSpec, execution_id: str) -> ExecutionStatus:
         with self._lock:
             try:
                 run = self._get(host, execution_id)
@@ -121,7 +121,7 @@ class SampleExecutor(ExecutorPlugin):
                 finished_at=run.started_at + timedelta(seconds=ran_for),
             )
 
-    def logs(self, host: HostSpec, execution_id: str, *, timestamps: bool) -> ExecutionLogs:
+    def get_logs(self, host: HostSpec, execution_id: str, *, timestamps: bool) -> ExecutionLogs:
         with self._lock:
             run = self._get(host, execution_id)
         stamp = run.started_at if timestamps else None
@@ -129,12 +129,12 @@ class SampleExecutor(ExecutorPlugin):
             stdout=_lines(run.stdout, stamp), stderr=_lines(run.stderr, stamp), timestamps=timestamps
         )
 
-    def usage(self, host: HostSpec, execution_id: str) -> ResourceUsage:
+    def get_usage(self, host: HostSpec, execution_id: str) -> ResourceUsage:
         with self._lock:
             self._get(host, execution_id)
         return ResourceUsage()  # Nothing runs, so there is nothing to measure: both figures unknown.
 
-    def stop(self, host: HostSpec, execution_id: str, *, grace_seconds: float) -> bool:
+    def stop_job(self, host: HostSpec, execution_id: str, *, grace_seconds: float) -> bool:
         with self._lock:
             run = self._get(host, execution_id)
             if run.ran_for() is not None:
@@ -142,7 +142,7 @@ class SampleExecutor(ExecutorPlugin):
             run.stopped_after = time.monotonic() - run.started
         return True
 
-    def remove(self, host: HostSpec, execution_id: str) -> bool:
+    def cleanup(self, host: HostSpec, execution_id: str) -> bool:
         with self._lock:
             try:
                 run = self._get(host, execution_id)
@@ -152,14 +152,14 @@ class SampleExecutor(ExecutorPlugin):
             del self._by_job[(run.host, run.owner, run.job_id)]
         return True
 
-    def health(self, host: HostSpec) -> HealthStatus:
+    def get_health_status(self, host: HostSpec) -> HealthStatus:
         # Always reachable: the "engine" is this process.
         started = time.perf_counter()
         return HealthStatus(
             healthy=True, response_time=time.perf_counter() - started, engine_version="sample-1"
         )
 
-    def executions(self, host: HostSpec) -> list[tuple[str, str]]:
+    def list_executions(self, host: HostSpec) -> list[tuple[str, str]]:
         with self._lock:
             return [
                 (run.job_id, execution_id)
