@@ -1,7 +1,9 @@
-"""The plugin does not ask the engine again for what cannot have changed."""
+"""The plugin does not ask the engine again for what cannot have changed, and reuses and closes its connections."""
 
 from __future__ import annotations
 
+import socket
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -9,7 +11,7 @@ from typing import Any
 import attrs
 import docker
 import pytest
-from docker_executor.plugin import DockerExecutor
+from docker_executor.plugin import OOM_SETTLE_SECONDS, DockerExecutor
 
 from container_manager_core.errors import ImagePullFailed
 from container_manager_core.types import ExecutionState, HostSpec
@@ -71,3 +73,72 @@ def test_image_presence_is_remembered_and_a_removed_image_is_noticed(
     docker_client.images.remove(tag)
     with pytest.raises(ImagePullFailed, match="auto_pull_images is off"):
         executor.launch_job(host, make_job("true", image=tag))
+
+
+def _unix_sockets_opened(monkeypatch: pytest.MonkeyPatch) -> list[socket.socket]:
+    """Record every unix socket this process opens from now on."""
+    opened: list[socket.socket] = []
+    original = socket.socket.__init__
+
+    def recording(self: socket.socket, family: int = -1, *args: Any, **kwargs: Any) -> None:
+        original(self, family, *args, **kwargs)
+        if self.family == socket.AF_UNIX:
+            opened.append(self)
+
+    monkeypatch.setattr(socket.socket, "__init__", recording)
+    return opened
+
+
+def test_calls_about_different_containers_share_one_connection(
+    executor: DockerExecutor, docker_host: HostSpec, make_job: JobMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Checked against docker-py's own unix adapter (the SocketPoolAdapter mount removed): it keys its
+    # pools by URL, so each container's inspect, logs and removal opened a new socket.
+    executions = [executor.launch_job(docker_host, make_job("true")) for _ in range(3)]
+    opened = _unix_sockets_opened(monkeypatch)
+    for execution in executions:
+        wait_exited(executor, docker_host, execution.execution_id)
+        executor.get_logs(docker_host, execution.execution_id, timestamps=False)
+        executor.cleanup(docker_host, execution.execution_id)
+    assert len(opened) <= 1, f"{len(opened)} sockets opened for 3 containers"
+
+
+def test_closing_the_clients_closes_every_connection_they_opened(
+    docker_host: HostSpec, make_job: JobMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened = _unix_sockets_opened(monkeypatch)
+    executor = DockerExecutor()
+    execution = executor.launch_job(docker_host, make_job("true"))
+    wait_exited(executor, docker_host, execution.execution_id)
+    executor.cleanup(docker_host, execution.execution_id)
+    assert opened, "the calls went over a unix socket"
+    assert any(s.fileno() != -1 for s in opened), "kept open between calls, for reuse"
+    # Held, as a caller of _get_client may: closing must not rely on the client being collected.
+    client = executor._get_client(docker_host)
+    executor._clients.close()
+    assert [s for s in opened if s.fileno() != -1] == []
+    del client
+
+
+def test_an_exit_is_read_from_the_state_and_its_verdicts_from_one_event_query(
+    executor: DockerExecutor, docker_host: HostSpec, make_job: JobMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    execution = executor.launch_job(docker_host, make_job("sleep 0.3; exit 4"))
+    api = executor._get_client(docker_host).api
+    event_queries: list[str] = []
+    real_get = api.get
+
+    def get(url: str, *args: Any, **kwargs: Any) -> Any:
+        if url.endswith("/events"):
+            event_queries.append(url)
+        return real_get(url, *args, **kwargs)
+
+    monkeypatch.setattr(api, "get", get)
+    assert executor.wait_for_exit(docker_host, execution.execution_id, 30) is True
+    assert event_queries == [], "waiting reads the state: no event stream is asked when it ended"
+    time.sleep(OOM_SETTLE_SECONDS + 0.5)  # the verdicts of a settled exit are final
+    status = executor.check_status(docker_host, execution.execution_id)
+    assert (status.exit_code, status.oom_killed, status.interrupted) == (4, False, False)
+    assert len(event_queries) == 1, "one event-log query decides both the OOM and the interrupted verdict"
+    executor.check_status(docker_host, execution.execution_id)
+    assert len(event_queries) == 1, "and it is not asked again"

@@ -50,6 +50,28 @@ def test_timeout_stop_kills_a_sleeper_and_is_not_oom(
     assert executor.stop_job(docker_host, execution.execution_id, grace_seconds=1) is False
 
 
+@pytest.mark.parametrize("stopped_by", ["this executor", "an operator"])
+def test_a_stop_sent_by_someone_else_marks_the_exit_interrupted(
+    executor: DockerExecutor,
+    docker_host: HostSpec,
+    docker_client: docker.DockerClient,
+    make_job: JobMaker,
+    stopped_by: str,
+) -> None:
+    # An engine shutting down stops its containers as an operator's docker stop does: the job did not
+    # fail, so the worker runs it again. Checked against a _verdict without the kill query: an
+    # operator's stop was reported interrupted=False.
+    execution = executor.launch_job(docker_host, make_job("sleep 300"))
+    if stopped_by == "an operator":
+        docker_client.api.stop(execution.execution_id, timeout=5)
+    else:
+        assert executor.stop_job(docker_host, execution.execution_id, grace_seconds=5) is True
+    status = wait_exited(executor, docker_host, execution.execution_id)
+    assert status.exit_code == 143
+    assert status.interrupted is (stopped_by == "an operator")
+    assert not status.oom_killed
+
+
 def test_sigterm_ends_a_cooperative_job_within_the_grace(
     executor: DockerExecutor, docker_host: HostSpec, make_job: JobMaker
 ) -> None:
