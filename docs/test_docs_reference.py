@@ -792,17 +792,34 @@ def test_termination_reason_table() -> None:
     assert retried == {str(r) for r in RETRYABLE}
 
 
+def _documented_signatures(table_name: str, key: str, functions: dict[str, Any]) -> None:
+    rows = {unquote(row[key]): row for row in table("API.md", table_name)}
+    assert set(rows) == set(functions)
+    for name, function in functions.items():
+        arguments = [
+            p.name
+            for p in inspect.signature(function).parameters.values()
+            if p.name != "self" and p.kind is not p.VAR_KEYWORD
+        ]
+        assert [a.strip("` ") for a in rows[name]["Arguments"].split(",") if a.strip()] == arguments, name
+
+
 def test_hook_table_matches_the_hook_specs() -> None:
-    from container_manager_core.hookspecs import ExecutorSpec, PolicySpec
+    from container_manager_core.hookspecs import PolicySpec, RegistrationSpec
 
     specs: dict[str, Any] = {}
-    for cls in (ExecutorSpec, PolicySpec):
+    for cls in (RegistrationSpec, PolicySpec):
         specs.update({n: f for n, f in vars(cls).items() if callable(f) and not n.startswith("_")})
-    rows = {unquote(row["Hook"]): row for row in table("API.md", "hooks")}
-    assert set(rows) == set(specs)
-    for name, function in specs.items():
-        arguments = [p for p in inspect.signature(function).parameters if p != "self"]
-        assert [a.strip("` ") for a in rows[name]["Arguments"].split(",") if a.strip()] == arguments, name
+    _documented_signatures("hooks", "Hook", specs)
+
+
+def test_operation_table_matches_the_executor_base_class() -> None:
+    from container_manager_core.plugins import ExecutorPlugin
+
+    operations = {
+        name: getattr(ExecutorPlugin, name) for name in (*ExecutorPlugin.__abstractmethods__, "wait_for_exit")
+    }
+    _documented_signatures("executor operations", "Operation", operations)
 
 
 def test_signal_table_matches_the_signals() -> None:

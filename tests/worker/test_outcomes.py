@@ -195,7 +195,7 @@ def test_a_once_run_returns_only_after_its_containers_are_removed(
 ):
     # Checked against the worker without the final join: the run returned while the removal was
     # still under way, and the executor still listed the job's execution.
-    real_remove = fast_worker.remove
+    real_remove = fast_worker.cleanup
 
     def slow_remove(*args: Any, **kwargs: Any) -> bool:
         import time

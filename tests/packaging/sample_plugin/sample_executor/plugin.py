@@ -2,8 +2,8 @@
 
 A job "runs" for ``SAMPLE_DURATION`` seconds from its launch, then exits with ``SAMPLE_EXIT_CODE``,
 having printed ``SAMPLE_STDOUT`` to standard output and ``SAMPLE_STDERR`` to standard error. Nothing
-is executed. ``stop`` ends a running job at once with exit code 143 (SIGTERM). Executions belong to a
-host and an owner: another owner's executions are invisible, as the hook specs require.
+is executed. ``stop_job`` ends a running job at once with exit code 143 (SIGTERM). Executions belong to a
+host and an owner: another owner's executions are invisible, as the executor operations require.
 """
 
 from __future__ import annotations
