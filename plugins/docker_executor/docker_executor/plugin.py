@@ -57,7 +57,7 @@ logger = logging.getLogger("docker_executor")
 # A container left "created" for this long lost its launcher (crash between create and start):
 # the next launch of the job starts it. A younger one is a launch in progress and is left alone.
 STALE_CREATE_SECONDS = 30.0
-# An exit this old has had its OOM notification processed by the engine; the verdict is final.
+# An exit this old has had its OOM notification and any kill logged by the engine; its verdicts are final.
 OOM_SETTLE_SECONDS = 2.0
 # The engine events that decide how an exited container's run ended (see _verdict).
 _VERDICT_EVENTS = ("oom", "kill")
