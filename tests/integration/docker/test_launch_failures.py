@@ -193,4 +193,6 @@ def test_a_missing_program_is_the_jobs_failure_not_a_launch_failure(
     execution = executor.launch_job(docker_host, make_job(command=Command.exec("/no/such/program")))
     status = wait_exited(executor, docker_host, execution.execution_id)
     assert (status.exit_code, status.oom_killed) == (127, False)
-    assert "/no/such/program" in executor.get_logs(docker_host, execution.execution_id, timestamps=False).stderr
+    assert (
+        "/no/such/program" in executor.get_logs(docker_host, execution.execution_id, timestamps=False).stderr
+    )
