@@ -107,21 +107,7 @@ def second_dockerd(
     namespace = f"cm-{name}-{RUN_ID}"
     log = root / "dockerd.log"
     with private_bridge() as bridge:
-        command = [
-            dockerd,
-            f"--config-file={config}",
-            f"--data-root={root / 'data'}",
-            f"--exec-root={root / 'exec'}",
-            f"--pidfile={root / 'dockerd.pid'}",
-            f"--bridge={bridge}",
-            "--iptables=false",
-            "--ip-masq=false",
-            "--storage-driver=vfs",
-            f"--containerd-namespace={namespace}",
-            f"--containerd-plugins-namespace={namespace}-plugins",
-            "--log-level=warn",
-            *options,
-        ]
+        command = dockerd_command(dockerd, root, bridge, namespace, options)
         with log.open("wb") as output:
             process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
         try:
@@ -129,6 +115,31 @@ def second_dockerd(
             yield process
         finally:
             _stop(process)
+
+
+def dockerd_command(
+    dockerd: str, root: Path, bridge: str, namespace: str, options: Sequence[str]
+) -> list[str]:
+    """Return the command line of a test dockerd whose every path and name is its own, under ``root``.
+
+    Its own bridge (never ``--bridge=none``, which deletes the host's docker0), no iptables rules,
+    vfs storage, and containerd namespaces named ``namespace``, so it touches nothing of the host's engine.
+    """
+    return [
+        dockerd,
+        f"--config-file={root / 'daemon.json'}",
+        f"--data-root={root / 'data'}",
+        f"--exec-root={root / 'exec'}",
+        f"--pidfile={root / 'dockerd.pid'}",
+        f"--bridge={bridge}",
+        "--iptables=false",
+        "--ip-masq=false",
+        "--storage-driver=vfs",
+        f"--containerd-namespace={namespace}",
+        f"--containerd-plugins-namespace={namespace}-plugins",
+        "--log-level=warn",
+        *options,
+    ]
 
 
 def _wait_ready(name: str, process: subprocess.Popen[bytes], log: Path, ready: Callable[[], bool]) -> None:

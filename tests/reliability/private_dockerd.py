@@ -23,6 +23,7 @@ import pytest
 import requests.exceptions
 
 from tests.dockertools import private_bridge
+from tests.seconddaemon import dockerd_command
 
 START_TIMEOUT = 60.0
 
@@ -38,22 +39,7 @@ class PrivateDockerd:
         if dockerd is None:
             pytest.fail("The engine restart test needs dockerd on PATH.")
         (root / "daemon.json").write_text("{}")
-        self.command = [
-            dockerd,
-            f"--config-file={root / 'daemon.json'}",
-            f"--data-root={root / 'data'}",
-            f"--exec-root={root / 'exec'}",
-            f"--pidfile={root / 'dockerd.pid'}",
-            f"--host=unix://{self.socket}",
-            # Its own bridge: with --bridge=none dockerd deletes the host's docker0 (see private_bridge).
-            f"--bridge={bridge}",
-            "--iptables=false",
-            "--ip-masq=false",
-            "--storage-driver=vfs",
-            f"--containerd-namespace={namespace}",
-            f"--containerd-plugins-namespace={namespace}-plugins",
-            "--log-level=warn",
-        ]
+        self.command = dockerd_command(dockerd, root, bridge, namespace, [f"--host=unix://{self.socket}"])
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
