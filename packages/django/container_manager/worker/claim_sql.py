@@ -21,11 +21,22 @@ from container_manager.sqltext import name, placeholders
 from container_manager.states import ACTIVE_STATUSES
 
 
+def _claim_order() -> str:
+    """The claim's order, which cm_job_claim_idx (over queued rows only) holds: a read in this order
+    walks the index from its top and stops after its LIMIT, whatever the backlog's length."""
+    job = ContainerJob
+    return f" ORDER BY {name(job, 'priority')} DESC, {name(job, 'created_at')} ASC"
+
+
 def any_due(now: datetime) -> bool:
-    """Return whether any job may be claimed now (the idle path: one indexed query)."""
+    """Return whether any job may be claimed now (the idle path: one indexed query).
+
+    Ordered as the claim is, so the planner walks cm_job_claim_idx and stops at the first due row,
+    rather than scanning the table for one.
+    """
     where, params = claimable_sql(ContainerJob, now)
     with connection.cursor() as cursor:
-        cursor.execute(sqltext.select("1", ContainerJob, where, " LIMIT 1"), params)
+        cursor.execute(sqltext.select("1", ContainerJob, where, f"{_claim_order()} LIMIT 1"), params)
         return cursor.fetchone() is not None
 
 
@@ -88,7 +99,6 @@ def candidates(
         sqltext.all_columns(job),
         job,
         f"{due} AND ({placeable})",
-        f" ORDER BY {name(job, 'priority')} DESC, {name(job, 'created_at')} ASC LIMIT {int(limit)}"
-        + _for_update(skip_locked=True, of=None),
+        f"{_claim_order()} LIMIT {int(limit)}" + _for_update(skip_locked=True, of=None),
     )
     return [loaded for loaded, _ in sqltext.load(job, sql, params)]

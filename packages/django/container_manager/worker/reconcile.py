@@ -7,7 +7,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from container_manager.conf import AppSettings
@@ -89,6 +89,22 @@ def remove_orphans(manager: PluginManager, host: ExecutorHost, orphans: Iterable
     return removed
 
 
+def stale_jobs(
+    host: ExecutorHost, *, worker_id: str, tracked: Collection[str], now: datetime
+) -> QuerySet[ContainerJob]:
+    """Return the host's active jobs no live worker holds, for ``worker_id`` to take over.
+
+    A lease that ran out means the worker died or hung; ``worker_id``'s own jobs it does not track
+    are from its last life. Read through cm_job_host_status_idx: the host's active jobs only.
+    """
+    return (
+        ContainerJob.objects.filter(docker_host=host, status__in=ACTIVE_STATUSES)
+        .filter(Q(lease_expires_at__lt=now) | Q(lease_expires_at__isnull=True) | Q(worker_id=worker_id))
+        .exclude(pk__in=list(tracked))
+        .select_related("docker_host", "environment_template")
+    )
+
+
 class Reconciler:
     """One pass over the served hosts: what runs there against what the database says should."""
 
@@ -116,17 +132,8 @@ class Reconciler:
 
     def _take_over(self, host: ExecutorHost, present: set[str], tracked: Collection[str]) -> list[Tracked]:
         now = timezone.now()
-        # A lease that ran out means the worker died or hung; our own untracked jobs are from our last life.
-        stale = (
-            ContainerJob.objects.filter(docker_host=host, status__in=ACTIVE_STATUSES)
-            .filter(
-                Q(lease_expires_at__lt=now) | Q(lease_expires_at__isnull=True) | Q(worker_id=self._worker_id)
-            )
-            .exclude(pk__in=list(tracked))
-            .select_related("docker_host", "environment_template")
-        )
         result = []
-        for job in stale:
+        for job in stale_jobs(host, worker_id=self._worker_id, tracked=tracked, now=now):
             previous = job.worker_id
             if not job.take_over(worker_id=self._worker_id, lease_seconds=self._settings.LEASE_SECONDS):
                 continue

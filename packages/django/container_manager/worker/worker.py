@@ -322,9 +322,8 @@ class Worker:
         running = [t.pk for t in self.tracked.values() if t.execution_id and not t.stop_reason]
         if not running:
             return
-        wanted = ContainerJob.objects.filter(pk__in=running, cancel_requested_at__isnull=False)
-        for pk in wanted.values_list("pk", flat=True):
-            tracked = self.tracked[str(pk)]
+        for pk in ContainerJob.cancels_requested(running):
+            tracked = self.tracked[pk]
             tracked.stop_reason = StopReason.CANCELLED
             log_event("cancelling", job=pk, execution=tracked.execution_id, host=tracked.host.name)
             self._in_background(self._runner.stop, tracked)
