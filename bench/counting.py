@@ -43,6 +43,34 @@ def _time_cpu(module_name: str, class_name: str, *methods: str) -> None:
         setattr(cls, name, timed)
 
 
+def _add_us(key: str, seconds: float) -> None:
+    with _lock:
+        _counts[key] += round(seconds * 1_000_000)
+
+
+# Set on the thread running a claim, so the statements it sends are timed as the claim's.
+_claiming = threading.local()
+
+
+def _count_claims() -> None:
+    """Count the jobs each claim wins ("claimed") and time its statements ("sql_us claim")."""
+    from container_manager.worker import claims
+
+    original = claims.claim_jobs
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        _claiming.on = True
+        try:
+            result = original(*args, **kwargs)
+        finally:
+            _claiming.on = False
+        with _lock:
+            _counts["claimed"] += len(result.won)
+        return result
+
+    claims.claim_jobs = counted
+
+
 def install(path: str) -> None:
     """Count every SQL query and every HTTP request to a Docker Engine from now on."""
     import requests
@@ -77,9 +105,17 @@ def install(path: str) -> None:
         # The running and exit writes, recorded from the runners' reports.
         _time_cpu("container_manager.worker.reports", "Recorder", "_running", "_exit")
 
+        _count_claims()
+
         def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
             _count("sql:" + sql.split(None, 1)[0].upper())
-            return execute(sql, params, many, context)
+            if not getattr(_claiming, "on", False):
+                return execute(sql, params, many, context)
+            started = time.perf_counter()
+            try:
+                return execute(sql, params, many, context)
+            finally:
+                _add_us("sql_us claim", time.perf_counter() - started)
 
         connection.execute_wrappers.append(wrapper)
 

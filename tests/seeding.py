@@ -15,6 +15,7 @@ from django.db import connection
 from django.utils import timezone
 
 from container_manager import sqltext
+from container_manager.conf import app_settings
 from container_manager.models import ContainerJob, ExecutorHost
 from container_manager.states import ACTIVE_STATUSES, FINISHED_STATUSES, JobStatus
 
@@ -48,7 +49,14 @@ def seed_jobs(
         "name": ("%s || g", [f"{name}-"]),
         "created_at": (f"%s::timestamptz + {step}", [start]),
     }
+    defaults = app_settings()
     values: dict[str, Any] = {
+        # What create_job fills in, so the worker's policy check before launch passes.
+        "memory_limit": defaults.DEFAULT_MEMORY_LIMIT_MB,
+        "cpu_limit": defaults.DEFAULT_CPU_LIMIT,
+        "timeout_seconds": defaults.DEFAULT_TIMEOUT_SECONDS,
+        "pids_limit": defaults.DEFAULT_PIDS_LIMIT,
+        "user": defaults.DEFAULT_USER,
         "status": status.value,
         "priority": priority,
         "docker_host": None if host is None else host.pk,
