@@ -121,6 +121,10 @@ class AppSettings:
     RETRY_BACKOFF_BASE_SECONDS: float = 5
     RETRY_BACKOFF_MAX_SECONDS: float = 600
 
+    # Retention: ``purge_finished_jobs`` deletes finished jobs, logs and all, that completed more than
+    # this many days ago. None keeps them for ever.
+    FINISHED_JOB_RETENTION_DAYS: float | None = 30
+
     # Which deployment owns the containers this manager launches (HostSpec.owner): plugins label
     # every execution with it, and crash recovery only adopts or removes executions with its own
     # owner. None: derived from the default database, so deployments that share a database share
@@ -163,6 +167,8 @@ class AppSettings:
                 raise ImproperlyConfigured(
                     f"CONTAINER_MANAGER[{name!r}] must be a non-empty string, got {value!r}."
                 )
+        if self.FINISHED_JOB_RETENTION_DAYS is not None:
+            _require_positive("FINISHED_JOB_RETENTION_DAYS", self.FINISHED_JOB_RETENTION_DAYS, integer=False)
         self._check_user()
         manager_id: object = self.MANAGER_ID  # whatever the settings dict held
         if manager_id is not None and (

@@ -8,9 +8,10 @@ may scan the jobs table, spill a sort to disk, or read more than a few hundred o
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from django.utils import timezone
 
 from container_manager import sqltext
 from container_manager.models import ContainerJob, ExecutorHost
+from container_manager.retention import Purged, purge_expired
 from container_manager.states import JobStatus
 from container_manager.worker import claim_sql, claims
 from container_manager.worker.reconcile import stale_jobs
@@ -113,6 +115,26 @@ def test_lease_cancel_and_takeover_scans_read_only_the_jobs_they_name(
     takeover = stale_jobs(seeded["plan-b"], worker_id=OTHER_WORKER, tracked=held[:10], now=timezone.now())
     plans += explain_statements(lambda: list(takeover))
     assert_bounded(plans, 3)
+
+
+@pytest.mark.django_db
+def test_a_retention_batch_reads_only_its_rows(seeded: dict[str, ExecutorHost]) -> None:
+    # The seeded history completed two days ago: all of it has expired.
+    cutoff = timezone.now() - timedelta(days=1)
+    plans = explain_statements(lambda: one_batch(cutoff))
+    assert_bounded(plans, 2)
+
+
+class _OneBatch(Exception):
+    """Raised after the first committed batch: one batch's statements are what is checked."""
+
+
+def one_batch(cutoff: datetime) -> None:
+    def stop(purged: Purged) -> None:
+        raise _OneBatch
+
+    with contextlib.suppress(_OneBatch):
+        purge_expired(cutoff, batch_size=100, on_batch=stop)
 
 
 @pytest.mark.django_db

@@ -1,0 +1,78 @@
+"""``manage.py purge_finished_jobs``: delete finished jobs, logs and all, past the retention period."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from container_manager.retention import (
+    DEFAULT_BATCH_SIZE,
+    Purged,
+    count_expired,
+    purge_expired,
+    retention_cutoff,
+)
+
+
+def _positive(kind: type[int] | type[float]) -> Any:
+    def parse(text: str) -> int | float:
+        value = kind(text)
+        if not value > 0:
+            raise ValueError(text)
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"  # argparse names the type in its error
+    return parse
+
+
+class Command(BaseCommand):
+    help = (
+        "Delete finished jobs (completed, failed, timed out, cancelled), with their logs, that "
+        "completed more than FINISHED_JOB_RETENTION_DAYS ago. Small batches, each a short "
+        "transaction: safe to run from cron while workers run. Queued and running jobs are never touched."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Count what would be deleted; delete nothing."
+        )
+        parser.add_argument(
+            "--older-than-days",
+            type=_positive(float),
+            help="Delete jobs finished more than this many days ago (default: FINISHED_JOB_RETENTION_DAYS).",
+        )
+        parser.add_argument(
+            "--batch-size",
+            type=_positive(int),
+            default=DEFAULT_BATCH_SIZE,
+            help=f"Jobs deleted per transaction (default {DEFAULT_BATCH_SIZE}).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        cutoff = retention_cutoff(options["older_than_days"])
+        if cutoff is None:
+            raise CommandError(
+                "FINISHED_JOB_RETENTION_DAYS is None, which keeps finished jobs for ever: "
+                "set it, or pass --older-than-days, to purge."
+            )
+        if options["dry_run"]:
+            self._report(count_expired(cutoff), "would be deleted")
+            return
+        purged = purge_expired(
+            cutoff,
+            batch_size=options["batch_size"],
+            on_batch=lambda p: (
+                self.stdout.write(f"batch {p.batches}: {p.total} deleted so far")
+                if options["verbosity"] > 1
+                else None
+            ),
+        )
+        self._report(purged, f"deleted in {purged.batches} batch(es)")
+
+    def _report(self, purged: Purged, verb: str) -> None:
+        statuses = ", ".join(f"{status} {n}" for status, n in sorted(purged.by_status.items()))
+        self.stdout.write(
+            f"{purged.total} finished job(s) completed before {purged.cutoff.isoformat(timespec='seconds')} "
+            f"{verb}" + (f" ({statuses})." if statuses else ".")
+        )
