@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -20,11 +21,12 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
+from container_manager.estimates import EstimatingPaginator, RowCount, row_count
 from container_manager.exceptions import InvalidStateTransition
 from container_manager.forms import ContainerJobForm, ExecutorHostForm
 from container_manager.health import check_host
 from container_manager.models import ContainerJob, EnvironmentVariableTemplate, ExecutorHost
-from container_manager.states import ACTIVE_STATUSES, CancelOutcome, JobStatus
+from container_manager.states import ACTIVE_STATUSES, CLAIMABLE_STATUSES, CancelOutcome, JobStatus
 from container_manager_core.envfile import EnvSyntaxError
 from container_manager_core.secrets import redact
 
@@ -62,6 +64,22 @@ def pretty_json(value: Any) -> SafeString:
     return format_html(
         '<pre class="cm-json">{}</pre>', json.dumps(value, indent=2, sort_keys=True, default=str)
     )
+
+
+def active_jobs_per_host() -> Coalesce:
+    """Each host's launching and running jobs, counted through cm_job_host_status_idx.
+
+    A subquery per host rather than a join over all the hosts' jobs, which would read every job
+    (the finished history too) on each page load.
+    """
+    active = (
+        ContainerJob.objects.filter(docker_host=OuterRef("pk"), status__in=ACTIVE_STATUSES)
+        .order_by()
+        .values("docker_host")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Coalesce(Subquery(active), 0)
 
 
 # Hosts -------------------------------------------------------------------------------------------
@@ -108,11 +126,7 @@ class ExecutorHostAdmin(_HostAdminBase):
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ExecutorHost]:
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(active_jobs=Count("jobs", filter=Q(jobs__status__in=ACTIVE_STATUSES)))
-        )
+        return super().get_queryset(request).annotate(active_jobs=active_jobs_per_host())
 
     @admin.display(description=_("Health"), ordering="healthy")
     def health_badge(self, host: ExecutorHost) -> SafeString:
@@ -177,10 +191,14 @@ class ContainerJobAdmin(_JobAdminBase):
         "duration_display",
         "exit_code",
     ]
-    list_filter = ["status", "docker_host", "docker_image"]
+    # Usable on a million rows: every filter reads an index (status, host, creation time), the
+    # page's count is estimated when large (estimates.py), and the unfiltered total is not counted.
+    # No docker_image filter or date hierarchy: each would read every row to list its choices.
+    list_filter = ["status", "docker_host", "created_at"]
     search_fields = ["name", "id", "docker_image", "command"]
     list_select_related = ["docker_host"]
-    date_hierarchy = "created_at"
+    paginator = EstimatingPaginator
+    show_full_result_count = False
     actions = ["cancel_jobs", "retry_jobs", "duplicate_jobs"]
     _state_fields = [
         "status_badge",
@@ -315,31 +333,36 @@ class ContainerJobAdmin(_JobAdminBase):
         """Show job counts by status and each host's running jobs against its capacity."""
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
-        counts = dict(
-            ContainerJob.objects.values_list("status").annotate(n=Count("pk")).values_list("status", "n")
-        )
+        # Counts estimated where large (estimates.py): the summary must open on a million jobs.
+        counts = {status: row_count(ContainerJob.objects.filter(status=status)) for status in JobStatus}
         by_status = [
-            {"status": status, "label": status.label, "count": counts.get(status.value, 0)}
+            {
+                "status": status,
+                "label": status.label,
+                "count": counts[status].value,
+                "shown": str(counts[status]),
+            }
             for status in JobStatus
         ]
-        hosts = ExecutorHost.objects.annotate(
-            active_jobs=Count("jobs", filter=Q(jobs__status__in=ACTIVE_STATUSES)),
-            queued_jobs=Count("jobs", filter=Q(jobs__status__in=[JobStatus.PENDING, JobStatus.RETRYING])),
-        ).order_by("name")
+        queued = sorted(CLAIMABLE_STATUSES)
+        hosts = ExecutorHost.objects.annotate(active_jobs=active_jobs_per_host()).order_by("name")
+        total = sum(count.value for count in counts.values())
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": _("Queue summary"),
             "by_status": by_status,
-            "total": sum(counts.values()),
-            "unassigned_queued": ContainerJob.objects.filter(
-                docker_host__isnull=True, status__in=[JobStatus.PENDING, JobStatus.RETRYING]
-            ).count(),
+            "total": str(RowCount(total, estimated=any(count.estimated for count in counts.values()))),
+            "unassigned_queued": row_count(
+                ContainerJob.objects.filter(docker_host__isnull=True, status__in=queued)
+            ),
             "hosts": [
                 {
                     "host": host,
                     "active": host.active_jobs,
-                    "queued": host.queued_jobs,
+                    "queued": str(
+                        row_count(ContainerJob.objects.filter(docker_host=host, status__in=queued))
+                    ),
                     "capacity": host.max_concurrent_jobs,
                     "full": host.active_jobs >= host.max_concurrent_jobs,
                 }

@@ -13,12 +13,16 @@ import random
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from django.db import connection
+from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from container_manager import sqltext
+from container_manager.estimates import ESTIMATE_FROM
 from container_manager.models import ContainerJob, ExecutorHost
 from container_manager.retention import Purged, purge_expired
 from container_manager.states import JobStatus
@@ -135,6 +139,70 @@ def one_batch(cutoff: datetime) -> None:
 
     with contextlib.suppress(_OneBatch):
         purge_expired(cutoff, batch_size=100, on_batch=stop)
+
+
+# The admin reads at most this many rows of the jobs table per statement: a page of 100, and counts
+# made exactly only when the planner puts them under ESTIMATE_FROM (with room for its error).
+ADMIN_MAX_ROWS = 2 * ESTIMATE_FROM
+
+
+def admin_page(client: Client, name: str, query: str = "") -> list[Explained]:
+    def get() -> None:
+        response = client.get(reverse(f"admin:container_manager_containerjob_{name}") + query)
+        assert response.status_code == 200
+
+    return explain_statements(get)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "?status__exact=pending",
+        "?status__exact=completed",
+        "?docker_host__id__exact={host}",
+        "?created_at__gte={day}",
+    ],
+)
+def test_the_job_list_reads_a_page_not_the_table(
+    admin_client: Client, seeded: dict[str, ExecutorHost], query: str
+) -> None:
+    day = quote((timezone.now() - timedelta(days=1)).isoformat())  # as the "Past 7 days" filter sends it
+    plans = admin_page(admin_client, "changelist", query.format(host=seeded["plan-a"].pk, day=day))
+    for plan in plans:
+        assert not plan.problems(max_rows=ADMIN_MAX_ROWS), f"{plan.problems(max_rows=ADMIN_MAX_ROWS)}\n{plan}"
+    # The page's rows, and a count only where the result is small: never a COUNT(*) of the table.
+    assert 1 <= len(plans) <= 2, [p.sql for p in plans]
+
+
+@pytest.mark.django_db
+def test_the_job_list_sends_a_fixed_number_of_queries(
+    admin_client: Client, seeded: dict[str, ExecutorHost], django_assert_num_queries: Any
+) -> None:
+    url = reverse("admin:container_manager_containerjob_changelist")
+    admin_client.get(url)  # the session and the user, loaded once
+    # Session, user, the estimate (EXPLAIN), the page of 100 jobs with their hosts, the host filter.
+    with django_assert_num_queries(5):
+        response = admin_client.get(url)
+    assert response.context["cl"].result_count >= ESTIMATE_FROM  # estimated, not counted
+    assert len(response.context["cl"].result_list) == 100
+
+
+@pytest.mark.django_db
+def test_the_queue_summary_estimates_big_counts(
+    admin_client: Client, seeded: dict[str, ExecutorHost]
+) -> None:
+    plans = admin_page(admin_client, "queue_summary")
+    for plan in plans:
+        assert not plan.problems(max_rows=ADMIN_MAX_ROWS), f"{plan.problems(max_rows=ADMIN_MAX_ROWS)}\n{plan}"
+    html = admin_page_html(admin_client)
+    assert 'data-status="pending">~' in html  # 70k queued: an estimate
+    assert f'data-status="running">{ACTIVE}<' in html  # small: exact
+
+
+def admin_page_html(client: Client) -> str:
+    return client.get(reverse("admin:container_manager_containerjob_queue_summary")).content.decode()
 
 
 @pytest.mark.django_db
