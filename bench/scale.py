@@ -192,7 +192,6 @@ def candidate_query_ms(concurrency: int) -> float:
         with transaction.atomic():
             (plan,) = explain_statements(
                 lambda: claim_sql.candidates(
-                    ["pending", "retrying"],
                     timezone.now(),
                     host_pks=[host.pk],
                     floating_types=["", "mock"],
