@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import ipaddress
 import math
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from django.conf import settings
@@ -19,6 +21,8 @@ from container_manager_core.policy import check_user
 from container_manager_core.types import OWNER_PATTERN, JobSpec, PolicyLimits
 
 MIB = 1024 * 1024
+# A bearer token as RFC 6750 spells one (b64token), long enough not to be guessed by trying.
+METRICS_TOKEN_PATTERN = re.compile(r"[A-Za-z0-9\-._~+/]{16,}=*")
 
 # Settings that must be positive numbers, and whether a float is acceptable.
 _POSITIVE_INTS = (
@@ -37,6 +41,7 @@ _POSITIVE_INTS = (
     "LOG_CAP_BYTES",
     "LEASE_SECONDS",
     "STOP_GRACE_SECONDS",
+    "METRICS_WINDOW_SECONDS",
 )
 _POSITIVE_NUMBERS = (
     "MAX_CPU",
@@ -131,6 +136,13 @@ class AppSettings:
     # their jobs, and deployments with different databases never touch each other's containers.
     MANAGER_ID: str | None = None
 
+    # The Prometheus endpoint (container_manager.metrics, opt-in by URL include). The window is how
+    # far back its figures over finished jobs look. A scrape must bring the token (``Authorization:
+    # Bearer ...``) and come from one of the networks, for each that is set; None checks nothing.
+    METRICS_WINDOW_SECONDS: int = 300
+    METRICS_TOKEN: str | None = field(default=None, repr=False)  # a secret: never in a repr
+    METRICS_ALLOWED_NETWORKS: tuple[str, ...] | None = None
+
     def __post_init__(self) -> None:
         for name in _POSITIVE_INTS:
             _require_positive(name, getattr(self, name), integer=True)
@@ -170,6 +182,7 @@ class AppSettings:
         if self.FINISHED_JOB_RETENTION_DAYS is not None:
             _require_positive("FINISHED_JOB_RETENTION_DAYS", self.FINISHED_JOB_RETENTION_DAYS, integer=False)
         self._check_user()
+        self._check_metrics_access()
         manager_id: object = self.MANAGER_ID  # whatever the settings dict held
         if manager_id is not None and (
             not isinstance(manager_id, str) or not OWNER_PATTERN.match(manager_id)
@@ -192,6 +205,28 @@ class AppSettings:
                 f"CONTAINER_MANAGER['DEFAULT_USER'] is {self.DEFAULT_USER!r}, which the policy refuses: "
                 + " ".join(p.message for p in problems)
             )
+
+    def _check_metrics_access(self) -> None:
+        token: object = self.METRICS_TOKEN
+        if token is not None and (not isinstance(token, str) or not METRICS_TOKEN_PATTERN.fullmatch(token)):
+            # Never the value: it is (or was meant to be) a secret.
+            raise ImproperlyConfigured(
+                "CONTAINER_MANAGER['METRICS_TOKEN'] must be None or a string of at least 16 characters "
+                f"from A-Z a-z 0-9 - . _ ~ + / = (a bearer token), got a {type(token).__name__}"
+                + (f" of {len(token)} characters." if isinstance(token, str) else ".")
+            )
+        if self.METRICS_ALLOWED_NETWORKS is None:
+            return
+        networks = _str_tuple("METRICS_ALLOWED_NETWORKS", self.METRICS_ALLOWED_NETWORKS)
+        for network in networks:
+            try:
+                ipaddress.ip_network(network)
+            except ValueError as exc:
+                raise ImproperlyConfigured(
+                    f"CONTAINER_MANAGER['METRICS_ALLOWED_NETWORKS'] holds {network!r}, which is not an "
+                    f"address or a network such as '10.0.0.0/8': {exc}."
+                ) from exc
+        object.__setattr__(self, "METRICS_ALLOWED_NETWORKS", networks)
 
     def manager_id(self) -> str:
         """Return MANAGER_ID, or an id derived from the default database's identity."""
