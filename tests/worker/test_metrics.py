@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from datetime import timedelta
 from typing import Any
 
 import pytest
+import yaml
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -14,6 +16,7 @@ from django.utils import timezone
 
 from container_manager.models import ContainerJob, ExecutorHost
 from container_manager.states import FINISHED_STATUSES, JobStatus, TerminationReason
+from docs import mdscan
 from tests.metricstools import families, scrape
 from tests.worker.conftest import make_host, make_job
 
@@ -219,3 +222,58 @@ def test_a_scrape_costs_the_same_queries_however_many_jobs_and_hosts() -> None:
     call_command("process_container_jobs", once=True)
     make_job(host, scheduled_for=timezone.now() + timedelta(hours=1))
     assert queries() == few
+
+
+# The documented alert rules ---------------------------------------------------------------------
+
+DURATION = re.compile(r"^[1-9][0-9]*[smhdw]$")
+METRIC = re.compile(r"\b(container_manager_[a-z_]+)\b(\{[^}]*\})?")
+MATCHER = re.compile(r'([a-z_]+)\s*(=~|!~|!=|=)\s*"([^"]*)"')
+GROUPING = re.compile(r"\b(?:by|on|without|ignoring)\s*\(([^)]*)\)")
+# The values a label matcher may name, for the labels whose values are an enum.
+ENUM_LABELS = {"status": set(JobStatus.values), "reason": set(TerminationReason.values)}
+
+
+def documented_rules() -> list[dict[str, Any]]:
+    blocks = [b for b in mdscan.load("DOCKER.md").blocks if b.lang == "yaml" and "groups:" in b.text]
+    assert len(blocks) == 1, [b.where for b in blocks]
+    document = yaml.safe_load(blocks[0].text)
+    assert set(document) == {"groups"}
+    rules = []
+    for group in document["groups"]:
+        assert set(group) == {"name", "rules"} and group["rules"], group
+        rules += group["rules"]
+    return rules
+
+
+def test_the_documented_alert_rules_name_metrics_and_labels_the_endpoint_exposes() -> None:
+    run_mixed_jobs()
+    exposed: dict[str, set[str]] = {}  # sample name -> its label names
+    for family in families().values():
+        for sample in family.samples:
+            exposed.setdefault(sample.name, set()).update(sample.labels)
+    rules = documented_rules()
+    assert len({rule["alert"] for rule in rules}) == len(rules) >= 5
+    for rule in rules:
+        name, expr = rule["alert"], rule["expr"]
+        assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}, name
+        assert DURATION.match(rule["for"]), name
+        assert rule["labels"]["severity"] in {"warning", "critical"}, name
+        assert rule["annotations"]["summary"], name
+        assert expr.count("(") == expr.count(")") and expr.count("{") == expr.count("}"), name
+        used = METRIC.findall(expr)
+        assert used, name
+        labels_in_expr: set[str] = set()
+        for metric, matchers in used:
+            assert metric in exposed, f"{name}: {metric} is not in the exposition"
+            labels_in_expr |= exposed[metric]
+            for label, operator, value in MATCHER.findall(matchers):
+                assert label in exposed[metric], f"{name}: {metric} has no label {label}"
+                if label in ENUM_LABELS:
+                    wanted = set(value.split("|")) if "~" in operator else {value}
+                    assert wanted <= ENUM_LABELS[label], (
+                        f"{name}: {label} is never {wanted - ENUM_LABELS[label]}"
+                    )
+        for grouping in GROUPING.findall(expr):
+            for label in filter(None, (part.strip() for part in grouping.split(","))):
+                assert label in labels_in_expr, f"{name}: no metric of the rule has the label {label}"
