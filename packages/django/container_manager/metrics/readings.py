@@ -141,7 +141,7 @@ def _queue(jobs: QuerySet[ContainerJob], now: datetime) -> tuple[Counter[tuple[s
 
 def _oldest_active(jobs: QuerySet[ContainerJob], now: datetime) -> dict[str, float]:
     """Return how long the oldest launching job has been launching, and the oldest running one running."""
-    since = jobs.aggregate(
+    since = jobs.filter(status__in=(JobStatus.LAUNCHING, JobStatus.RUNNING)).aggregate(
         launching=Min("launched_at", filter=Q(status=JobStatus.LAUNCHING)),
         running=Min("started_at", filter=Q(status=JobStatus.RUNNING)),
     )
