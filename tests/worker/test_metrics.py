@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from container_manager.models import ContainerJob, ExecutorHost
 from container_manager.states import FINISHED_STATUSES, JobStatus, TerminationReason
+from container_manager.workers import WorkerProcess
 from docs import mdscan
 from tests.metricstools import families, scrape
 from tests.worker.conftest import make_host, make_job
@@ -139,7 +140,7 @@ def test_the_exposition_is_the_rows_after_jobs_ran_through_the_worker() -> None:
     assert by_labels(samples, "host_last_health_check_timestamp_seconds")[
         (("host", "mock-1"),)
     ] == pytest.approx(checked.timestamp())
-    # The worker has stopped: no lease is held, nothing is launching or running.
+    # The worker has stopped, and said so: nothing is launching or running.
     assert samples[("workers_live", frozenset())] == 0
     assert by_labels(samples, "job_oldest_active_seconds") == {
         (("status", "launching"),): 0,
@@ -147,7 +148,7 @@ def test_the_exposition_is_the_rows_after_jobs_ran_through_the_worker() -> None:
     }
 
 
-def test_live_workers_are_those_holding_an_unexpired_lease_and_the_oldest_launch_is_timed() -> None:
+def test_live_workers_are_those_with_a_recent_heartbeat_and_the_oldest_launch_is_timed() -> None:
     host = make_host("mock-1")
     queued = [make_job(host) for _ in range(4)]
     now = timezone.now()
@@ -167,8 +168,16 @@ def test_live_workers_are_those_holding_an_unexpired_lease_and_the_oldest_launch
     running.mark_running(running.owner(), execution_id="mock-exec")
     claim(queued[2], "worker-c", lease_expires_at=now - timedelta(seconds=1))  # its worker is gone
 
+    beats = {"hostname": "h", "pid": 1, "concurrency": 4, "host_names": (), "running": 0}
+    for worker in ("worker-a", "worker-b", "worker-c", "worker-idle", "worker-stopped"):
+        WorkerProcess.beat(worker, **beats)
+    WorkerProcess.stopped("worker-stopped")
+    # worker-c was killed: its last beat is older than LEASE_SECONDS (its lease ran out too).
+    WorkerProcess.objects.filter(worker_id="worker-c").update(heartbeat_at=now - timedelta(seconds=61))
+
     samples = flat(families())
-    assert samples[("workers_live", frozenset())] == 2
+    # An idle worker is live too: the heartbeat does not depend on holding a job.
+    assert samples[("workers_live", frozenset())] == 3
     oldest = by_labels(samples, "job_oldest_active_seconds")
     assert 90 <= oldest[(("status", "launching"),)] < 120
     assert 0 <= oldest[(("status", "running"),)] < 30

@@ -27,6 +27,7 @@ from container_manager.forms import ContainerJobForm, ExecutorHostForm
 from container_manager.health import check_host
 from container_manager.models import ContainerJob, EnvironmentVariableTemplate, ExecutorHost
 from container_manager.states import ACTIVE_STATUSES, CLAIMABLE_STATUSES, CancelOutcome, JobStatus
+from container_manager.workers import WorkerProcess
 from container_manager_core.envfile import EnvSyntaxError
 from container_manager_core.secrets import redact
 
@@ -34,8 +35,9 @@ if TYPE_CHECKING:
     _HostAdminBase = admin.ModelAdmin[ExecutorHost]
     _TemplateAdminBase = admin.ModelAdmin[EnvironmentVariableTemplate]
     _JobAdminBase = admin.ModelAdmin[ContainerJob]
+    _WorkerAdminBase = admin.ModelAdmin[WorkerProcess]
 else:  # ModelAdmin is generic only in the type stubs.
-    _HostAdminBase = _TemplateAdminBase = _JobAdminBase = admin.ModelAdmin
+    _HostAdminBase = _TemplateAdminBase = _JobAdminBase = _WorkerAdminBase = admin.ModelAdmin
 
 _STATUS_COLOURS = {
     JobStatus.PENDING: "#6c757d",
@@ -421,3 +423,34 @@ class ContainerJobAdmin(_JobAdminBase):
                 done += 1
         if done:
             self.message_user(request, f"Queued {done} duplicate job(s).", messages.SUCCESS)
+
+
+@admin.register(WorkerProcess)
+class WorkerProcessAdmin(_WorkerAdminBase):
+    """The workers as each last reported itself; written by the workers only, so read-only here."""
+
+    list_display = (
+        "worker_id",
+        "live",
+        "hostname",
+        "pid",
+        "concurrency",
+        "running_jobs",
+        "heartbeat_at",
+        "started_at",
+        "stopped_at",
+    )
+    list_filter = ("hostname",)
+    search_fields = ("worker_id", "hostname")
+
+    @admin.display(boolean=True, description=_("live"))
+    def live(self, worker: WorkerProcess) -> bool:
+        from container_manager.conf import app_settings
+
+        return worker.is_live(app_settings().LEASE_SECONDS)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: WorkerProcess | None = None) -> bool:
+        return False

@@ -37,6 +37,9 @@ from container_manager.states import (
     settle,
     sources_of,
 )
+
+# Defined in its own module, imported here so that Django finds it among the app's models.
+from container_manager.workers import WorkerProcess  # noqa: F401
 from container_manager_core.envfile import EnvSyntaxError, parse_env_text
 from container_manager_core.errors import NoExecutorPlugin
 from container_manager_core.labels import ATTEMPT_LABEL, JOB_ID_LABEL, MANAGED_LABEL

@@ -21,6 +21,7 @@ from django.utils import timezone
 from container_manager.conf import app_settings
 from container_manager.models import ContainerJob
 from container_manager.states import FINISHED_STATUSES
+from container_manager.workers import WorkerProcess
 
 DEFAULT_BATCH_SIZE = 500
 
@@ -96,3 +97,11 @@ def purge_expired(
         purged.by_status.update(batch.values())
         purged.batches += 1
         on_batch(purged)
+
+
+def purge_workers(cutoff: datetime, *, dry_run: bool = False) -> int:
+    """Delete (or, dry, count) the rows of workers gone since before ``cutoff``; one row per process."""
+    gone = WorkerProcess.expired(cutoff)
+    if dry_run:
+        return gone.count()
+    return gone.delete()[1].get(WorkerProcess._meta.label, 0)

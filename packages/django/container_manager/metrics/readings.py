@@ -20,9 +20,11 @@ from typing import Any, Final
 
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, Q, QuerySet, Sum
 
+from container_manager.conf import app_settings
 from container_manager.due import claimable_q
 from container_manager.models import ContainerJob, ExecutorHost
 from container_manager.states import FINISHED_STATUSES, JobStatus, TerminationReason
+from container_manager.workers import WorkerProcess
 
 # The statuses of jobs that are not finished: queued, or held by a worker.
 QUEUE_STATUSES: Final = (JobStatus.PENDING, JobStatus.RETRYING, JobStatus.LAUNCHING, JobStatus.RUNNING)
@@ -94,7 +96,7 @@ def read(now: datetime, window_seconds: int) -> Readings:
         finished_in_window.filter(started_at__isnull=False), "started_at", "completed_at", DURATION_BUCKETS
     )
     waits = histogram(started_in_window, "created_at", "started_at", QUEUE_WAIT_BUCKETS)
-    workers = live_workers(jobs, now)
+    workers = live_workers(now)
     rows = ExecutorHost.objects.order_by("name").values_list(
         "pk", "name", "is_active", "healthy", "max_concurrent_jobs", "last_health_check"
     )
@@ -172,14 +174,9 @@ def histogram(jobs: QuerySet[ContainerJob], start: str, end: str, bounds: Sequen
     )
 
 
-def live_workers(jobs: QuerySet[ContainerJob], now: datetime) -> int:
-    """Count the workers holding an unexpired lease: each renews its jobs' leases while it lives.
-
-    A worker with no job holds no lease, so an idle worker is not counted; the documented alert
-    asks for live workers only while jobs are due.
-    """
-    held = jobs.filter(status__in=(JobStatus.LAUNCHING, JobStatus.RUNNING), lease_expires_at__gt=now)
-    return held.values("worker_id").distinct().count()
+def live_workers(now: datetime) -> int:
+    """Count the workers whose heartbeat is younger than LEASE_SECONDS and that have not stopped."""
+    return WorkerProcess.live(app_settings().LEASE_SECONDS, now).count()
 
 
 def _enum_label(value: str, enum: type[JobStatus] | type[TerminationReason]) -> str:

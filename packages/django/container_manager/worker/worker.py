@@ -29,6 +29,7 @@ from container_manager.worker.reports import Next, Recorder
 from container_manager.worker.runner import Runner
 from container_manager.worker.tracking import Report, StopReason, Tracked
 from container_manager.worker.wakeup import QueueListener
+from container_manager.workers import WorkerProcess
 from container_manager_core.plugins import PluginManager
 
 # How often running jobs are checked for a cancel request, at most.
@@ -162,6 +163,7 @@ class Worker:
         try:
             self._loop()
             self._finish_background()
+            self._record_stopped()
         finally:
             self._listener.stop()
             for signum, handler in previous.items():
@@ -169,6 +171,13 @@ class Worker:
         left = len(self.tracked)
         log_event("worker_stopped", worker=self.worker_id, finished=self.finished_total, left_running=left)
         return self.finished_total
+
+    def _record_stopped(self) -> None:
+        try:
+            WorkerProcess.stopped(self.worker_id)
+        except (DatabaseError, InterfaceError) as exc:
+            # Exiting anyway: the heartbeat ages out after LEASE_SECONDS, as a killed worker's does.
+            log_event("stop_not_recorded", worker=self.worker_id, error=str(exc), level=logging.WARNING)
 
     def _loop(self) -> None:
         outage = Outage(
@@ -314,6 +323,15 @@ class Worker:
                 self._follow(tracked)
 
     def _renew_leases(self) -> None:
+        # The heartbeat rides on the lease cadence: a worker is live exactly while it could hold a lease.
+        WorkerProcess.beat(
+            self.worker_id,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            concurrency=self.concurrency,
+            host_names=self.host_names,
+            running=len(self.tracked),
+        )
         lost = ContainerJob.renew_leases(self.worker_id, list(self.tracked), self.settings.LEASE_SECONDS)
         for pk in lost:
             self._abandon(pk, "lease lost: another worker took the job over")

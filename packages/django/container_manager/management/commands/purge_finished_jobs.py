@@ -11,6 +11,7 @@ from container_manager.retention import (
     Purged,
     count_expired,
     purge_expired,
+    purge_workers,
     retention_cutoff,
 )
 
@@ -29,7 +30,7 @@ def _positive(kind: type[int] | type[float]) -> Any:
 class Command(BaseCommand):
     help = (
         "Delete finished jobs (completed, failed, timed out, cancelled), with their logs, that "
-        "completed more than FINISHED_JOB_RETENTION_DAYS ago. Small batches, each a short "
+        "completed more than FINISHED_JOB_RETENTION_DAYS ago, and the records of workers gone that long. Small batches, each a short "
         "transaction: safe to run from cron while workers run. Queued and running jobs are never touched."
     )
 
@@ -58,6 +59,7 @@ class Command(BaseCommand):
             )
         if options["dry_run"]:
             self._report(count_expired(cutoff), "would be deleted")
+            self._report_workers(purge_workers(cutoff, dry_run=True), cutoff, "would be deleted")
             return
         purged = purge_expired(
             cutoff,
@@ -69,6 +71,13 @@ class Command(BaseCommand):
             ),
         )
         self._report(purged, f"deleted in {purged.batches} batch(es)")
+        self._report_workers(purge_workers(cutoff), cutoff, "deleted")
+
+    def _report_workers(self, count: int, cutoff: Any, verb: str) -> None:
+        if count:  # Said only when there is something: most runs find no worker gone that long.
+            self.stdout.write(
+                f"{count} record(s) of workers gone since before {cutoff.isoformat(timespec='seconds')} {verb}."
+            )
 
     def _report(self, purged: Purged, verb: str) -> None:
         statuses = ", ".join(f"{status} {n}" for status, n in sorted(purged.by_status.items()))
