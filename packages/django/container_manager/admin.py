@@ -21,12 +21,15 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
+from container_manager import jobactions
+from container_manager.console.filters import WorkerFilter
+from container_manager.console.throughput import last_hour
+from container_manager.console.views import JobConsole
 from container_manager.estimates import EstimatingPaginator, RowCount, row_count
-from container_manager.exceptions import InvalidStateTransition
 from container_manager.forms import ContainerJobForm, ExecutorHostForm
 from container_manager.health import check_host
 from container_manager.models import ContainerJob, EnvironmentVariableTemplate, ExecutorHost
-from container_manager.states import ACTIVE_STATUSES, CLAIMABLE_STATUSES, CancelOutcome, JobStatus
+from container_manager.states import ACTIVE_STATUSES, CLAIMABLE_STATUSES, JobStatus
 from container_manager.workers import WorkerProcess
 from container_manager_core.envfile import EnvSyntaxError
 from container_manager_core.secrets import redact
@@ -34,10 +37,9 @@ from container_manager_core.secrets import redact
 if TYPE_CHECKING:
     _HostAdminBase = admin.ModelAdmin[ExecutorHost]
     _TemplateAdminBase = admin.ModelAdmin[EnvironmentVariableTemplate]
-    _JobAdminBase = admin.ModelAdmin[ContainerJob]
     _WorkerAdminBase = admin.ModelAdmin[WorkerProcess]
 else:  # ModelAdmin is generic only in the type stubs.
-    _HostAdminBase = _TemplateAdminBase = _JobAdminBase = _WorkerAdminBase = admin.ModelAdmin
+    _HostAdminBase = _TemplateAdminBase = _WorkerAdminBase = admin.ModelAdmin
 
 _STATUS_COLOURS = {
     JobStatus.PENDING: "#6c757d",
@@ -182,21 +184,23 @@ class EnvironmentVariableTemplateAdmin(_TemplateAdminBase):
 
 
 @admin.register(ContainerJob)
-class ContainerJobAdmin(_JobAdminBase):
+class ContainerJobAdmin(JobConsole):
     form = ContainerJobForm
     list_display = [
         "job_name",
         "status_badge",
         "docker_host",
         "docker_image",
-        "created_at",
+        "created_exact",
         "duration_display",
         "exit_code",
     ]
-    # Usable on a million rows: every filter reads an index (status, host, creation time), the
+    # Usable on a million rows: the status, host and creation-time filters read an index, the
     # page's count is estimated when large (estimates.py), and the unfiltered total is not counted.
     # No docker_image filter or date hierarchy: each would read every row to list its choices.
-    list_filter = ["status", "docker_host", "created_at"]
+    # The termination reason and worker filters list no rows (choices; the live workers), but
+    # filtering by them has no index of its own yet.
+    list_filter = ["status", "termination_reason", "docker_host", WorkerFilter, "created_at"]
     search_fields = ["name", "id", "docker_image", "command"]
     list_select_related = ["docker_host"]
     paginator = EstimatingPaginator
@@ -210,12 +214,12 @@ class ContainerJobAdmin(_JobAdminBase):
         "worker_id",
         "attempt",
         "retry_count",
-        "next_attempt_at",
-        "cancel_requested_at",
-        "created_at",
-        "launched_at",
-        "started_at",
-        "completed_at",
+        "next_attempt_exact",
+        "cancel_requested_exact",
+        "created_exact",
+        "launched_exact",
+        "started_exact",
+        "completed_exact",
         "duration_display",
         "last_error",
         "logs_link",
@@ -290,14 +294,6 @@ class ContainerJobAdmin(_JobAdminBase):
             return format_html("{} {}", label, badge(_("cancel requested"), "#fd7e14"))
         return label
 
-    @admin.display(description=_("Duration"))
-    def duration_display(self, job: ContainerJob) -> str:
-        duration = job.duration
-        if duration is None:
-            return "-"
-        seconds = duration.total_seconds()
-        return f"{seconds:.1f} s" if seconds < 120 else f"{int(seconds // 60)} min {int(seconds % 60)} s"
-
     @admin.display(description=_("Environment overrides"))
     def environment_overrides_masked(self, job: ContainerJob) -> SafeString:
         return pretty_json(redact(job.environment_overrides or {}))
@@ -354,6 +350,7 @@ class ContainerJobAdmin(_JobAdminBase):
             "opts": self.opts,
             "title": _("Queue summary"),
             "by_status": by_status,
+            "last_hour": last_hour(),
             "total": str(RowCount(total, estimated=any(count.estimated for count in counts.values()))),
             "unassigned_queued": row_count(
                 ContainerJob.objects.filter(docker_host__isnull=True, status__in=queued)
@@ -377,39 +374,11 @@ class ContainerJobAdmin(_JobAdminBase):
 
     @admin.action(description=_("Cancel selected jobs"), permissions=["change"])
     def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[ContainerJob]) -> None:
-        outcomes = {CancelOutcome.CANCELLED: 0, CancelOutcome.REQUESTED: 0}
-        for job in queryset:
-            try:
-                outcomes[job.request_cancel()] += 1
-            except InvalidStateTransition:
-                self.message_user(
-                    request, f"{job}: already {job.get_status_display().lower()}.", messages.WARNING
-                )
-        if outcomes[CancelOutcome.CANCELLED]:
-            self.message_user(
-                request, f"Cancelled {outcomes[CancelOutcome.CANCELLED]} queued job(s).", messages.SUCCESS
-            )
-        if outcomes[CancelOutcome.REQUESTED]:
-            self.message_user(
-                request,
-                f"Asked the worker to stop {outcomes[CancelOutcome.REQUESTED]} running job(s).",
-                messages.SUCCESS,
-            )
+        self.report(request, jobactions.cancel_all(queryset))
 
     @admin.action(description=_("Retry selected finished jobs"), permissions=["change"])
     def retry_jobs(self, request: HttpRequest, queryset: QuerySet[ContainerJob]) -> None:
-        done = 0
-        for job in queryset:
-            try:
-                job.requeue()
-            except InvalidStateTransition:
-                self.message_user(request, f"{job}: only a finished job can be retried.", messages.WARNING)
-            except ValidationError as exc:
-                self.message_user(request, f"{job}: {' '.join(exc.messages)}", messages.ERROR)
-            else:
-                done += 1
-        if done:
-            self.message_user(request, f"Re-queued {done} job(s).", messages.SUCCESS)
+        self.report(request, jobactions.retry_all(queryset))
 
     @admin.action(description=_("Duplicate selected jobs"), permissions=["add"])
     def duplicate_jobs(self, request: HttpRequest, queryset: QuerySet[ContainerJob]) -> None:
