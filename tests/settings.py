@@ -21,8 +21,11 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    # The browser tests' live server serves the admin's styles and scripts from the apps' static files.
+    "django.contrib.staticfiles",
     "container_manager",
 ]
+STATIC_URL = "static/"
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
