@@ -1,7 +1,9 @@
 """Admin for hosts, environment templates and jobs: health, logs, queue summary, and job events.
 
-Every action calls a model method (request_cancel, requeue, duplicate) or the health helper; the
-admin never assigns a status. Secrets in host configs and job environments are shown masked.
+Every action calls a model method (request_cancel and requeue through jobactions, duplicate) or the
+health helper; the admin never assigns a status. The job page's console, the workers page and the
+console's columns live in console/views.py (JobConsole, the job admin's base). Secrets in host
+configs and job environments are shown masked.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -147,10 +147,7 @@ class JobConsole(_Base):
         return reverse(name, args=[job.pk, *args], current_app=self.admin_site.name)
 
     def _viewable_job(self, request: HttpRequest, object_id: str) -> ContainerJob:
-        try:
-            job = self.get_object(request, object_id)
-        except ValidationError:
-            job = None
+        job = self.get_object(request, object_id)  # None for a malformed id too
         if job is None:
             raise Http404(f"No job with id {object_id!r}.")
         if not self.has_view_or_change_permission(request, job):

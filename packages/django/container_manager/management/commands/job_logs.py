@@ -21,7 +21,6 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("job_id", help="The job's id (a UUID).")
         parser.add_argument(
-            "-f",
             "--follow",
             action="store_true",
             help="Print new output as it comes; exit when the job ends.",
