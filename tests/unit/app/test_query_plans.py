@@ -172,8 +172,9 @@ def test_the_job_list_reads_a_page_not_the_table(
     plans = admin_page(admin_client, "changelist", query.format(host=seeded["plan-a"].pk, day=day))
     for plan in plans:
         assert not plan.problems(max_rows=ADMIN_MAX_ROWS), f"{plan.problems(max_rows=ADMIN_MAX_ROWS)}\n{plan}"
-    # The page's rows, and a count only where the result is small: never a COUNT(*) of the table.
-    assert 1 <= len(plans) <= 2, [p.sql for p in plans]
+    # The page's rows, a count only where the result is small (never a COUNT(*) of the table), and
+    # the worker filter's choices (the workers of the active jobs, through the status index).
+    assert 1 <= len(plans) <= 3, [p.sql for p in plans]
 
 
 @pytest.mark.django_db
@@ -182,8 +183,9 @@ def test_the_job_list_sends_a_fixed_number_of_queries(
 ) -> None:
     url = reverse("admin:container_manager_containerjob_changelist")
     admin_client.get(url)  # the session and the user, loaded once
-    # Session, user, the estimate (EXPLAIN), the page of 100 jobs with their hosts, the host filter.
-    with django_assert_num_queries(5):
+    # Session, user, the estimate (EXPLAIN), the page of 100 jobs with their hosts, the host filter,
+    # the worker filter's live workers.
+    with django_assert_num_queries(6):
         response = admin_client.get(url)
     assert response.context["cl"].result_count >= ESTIMATE_FROM  # estimated, not counted
     assert len(response.context["cl"].result_list) == 100
@@ -199,6 +201,19 @@ def test_the_queue_summary_estimates_big_counts(
     html = admin_page_html(admin_client)
     assert 'data-status="pending">~' in html  # 70k queued: an estimate
     assert f'data-status="running">{ACTIVE}<' in html  # small: exact
+
+
+@pytest.mark.django_db
+def test_the_workers_page_reads_the_active_jobs_alone(
+    admin_client: Client, seeded: dict[str, ExecutorHost]
+) -> None:
+    plans = admin_page(admin_client, "workers")
+    assert plans, "the workers page sent no query"
+    for plan in plans:
+        assert not plan.problems(max_rows=MAX_ROWS), f"{plan.problems(max_rows=MAX_ROWS)}\n{plan}"
+    response = admin_client.get(reverse("admin:container_manager_containerjob_workers"))
+    [worker] = response.context["workers"]
+    assert (worker.worker_id, worker.running) == (OTHER_WORKER, ACTIVE)
 
 
 def admin_page_html(client: Client) -> str:
