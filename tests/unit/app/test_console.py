@@ -19,6 +19,7 @@ from container_manager.console.timing import format_bytes, format_duration
 from container_manager.executors.registry import get_plugin_manager
 from container_manager.models import ContainerJob
 from container_manager.states import JobStatus
+from container_manager.workers import WorkerProcess
 from tests.factories import TEST_WORKER, advance, make_host, make_job
 
 pytestmark = pytest.mark.django_db
@@ -241,27 +242,31 @@ def test_a_stream_downloads_as_a_text_file(admin_client, host):
 # Workers, filters, throughput ---------------------------------------------------------------------
 
 
-def test_the_workers_page_lists_who_holds_jobs_and_their_heartbeat(admin_client, db):
+def test_the_workers_page_lists_workers_by_heartbeat_with_the_jobs_they_hold(admin_client, db):
     one, two = make_host("one"), make_host("two")
+    beat = {"hostname": "box-1", "pid": 11, "host_names": (), "running": 3}
+    WorkerProcess.beat(TEST_WORKER, concurrency=4, **beat)
+    WorkerProcess.beat("idle", concurrency=2, **beat)  # beats, holds nothing: listed
+    WorkerProcess.beat("gone", concurrency=2, **beat)
+    WorkerProcess.stopped("gone")  # stopped cleanly: not listed
     for host in (one, one, two):
         advance(make_job(host=host), JobStatus.RUNNING)
     other = advance(make_job(host=two), JobStatus.LAUNCHING)
+    # w-2 never beat (or was killed long ago) but is still named on a job: listed, lost.
     ContainerJob.objects.filter(pk=other.pk).update(
         worker_id="w-2", lease_expires_at=timezone.now() - timedelta(seconds=5)
     )
     advance(make_job(host=one), JobStatus.COMPLETED)  # finished: holds nothing
     response = admin_client.get(url("workers"))
     rows = {row.worker_id: row for row in response.context["workers"]}
-    assert set(rows) == {TEST_WORKER, "w-2"}
-    assert (rows[TEST_WORKER].running, rows[TEST_WORKER].launching, rows[TEST_WORKER].hosts) == (
-        3,
-        0,
-        "one, two",
-    )
-    assert not rows[TEST_WORKER].lost and rows[TEST_WORKER].heartbeat_age_seconds is not None
+    assert set(rows) == {TEST_WORKER, "idle", "w-2"}
+    mine = rows[TEST_WORKER]
+    assert (mine.running, mine.launching, mine.hosts, mine.concurrency) == (3, 0, "one, two", 4)
+    assert not mine.lost and mine.heartbeat_age_seconds is not None and mine.machine == "box-1 (pid 11)"
+    assert (rows["idle"].running, rows["idle"].lost) == (0, False)
     assert (rows["w-2"].running, rows["w-2"].launching, rows["w-2"].lost) == (0, 1, True)
     html = response.content.decode()
-    assert "(leases expired)" in html and "?worker=w-2" in html
+    assert "(lost)" in html and "?worker=w-2" in html
 
 
 def test_the_job_list_filters_by_termination_reason_and_worker(admin_client, host):

@@ -173,7 +173,7 @@ def test_the_job_list_reads_a_page_not_the_table(
     for plan in plans:
         assert not plan.problems(max_rows=ADMIN_MAX_ROWS), f"{plan.problems(max_rows=ADMIN_MAX_ROWS)}\n{plan}"
     # The page's rows, a count only where the result is small (never a COUNT(*) of the table), and
-    # the worker filter's choices (the workers of the active jobs, through the status index).
+    # the worker filter's choices (the live workers' heartbeat rows).
     assert 1 <= len(plans) <= 3, [p.sql for p in plans]
 
 

@@ -9,8 +9,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from container_manager.console.workers import live_workers
+from container_manager.conf import app_settings
 from container_manager.models import ContainerJob
+from container_manager.workers import WorkerProcess
 
 
 class WorkerFilter(admin.SimpleListFilter):
@@ -20,8 +21,13 @@ class WorkerFilter(admin.SimpleListFilter):
     parameter_name = "worker"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        # The live workers only: listing every id in the history would read the whole table.
-        ids = [worker.worker_id for worker in live_workers()]
+        # The live workers only (their heartbeats, one indexed read): listing every id in the
+        # history would read the whole table.
+        ids = list(
+            WorkerProcess.live(app_settings().LEASE_SECONDS)
+            .order_by("worker_id")
+            .values_list("worker_id", flat=True)
+        )
         chosen = self.value()
         if chosen and chosen not in ids:
             ids.append(chosen)

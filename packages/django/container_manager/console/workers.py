@@ -1,8 +1,9 @@
-"""The live workers, as their jobs show them: what each runs, where, and when it last renewed its leases.
+"""The workers page: each worker's own heartbeat row (WorkerProcess), with the jobs it holds now.
 
-A worker renews the lease of every job it runs each third of ``LEASE_SECONDS``, so the newest lease
-tells its last heartbeat. Read from the active jobs alone (a bounded set, through the status
-index), never from the finished history.
+A worker beats on every lease renewal, idle or not, so an idle worker is listed too. Shown: the
+workers that have not stopped and beat within the last few leases (one silent longer than a lease is
+marked lost: its jobs are taken over), plus any worker still named on an active job. Both reads are
+bounded: the heartbeat index, and the active jobs through the status index.
 """
 
 from __future__ import annotations
@@ -10,44 +11,48 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Max
+from django.db.models import Count
 from django.utils import timezone
 
 from container_manager.conf import app_settings
 from container_manager.models import ContainerJob
 from container_manager.states import ACTIVE_STATUSES, JobStatus
+from container_manager.workers import WorkerProcess
+
+# How many leases a silent worker stays on the page, marked lost, before it is dropped from it.
+SHOWN_LOST_FOR_LEASES = 10
 
 
 @dataclass
 class LiveWorker:
     worker_id: str
+    hostname: str = ""
+    pid: int | None = None
+    concurrency: int | None = None
+    heartbeat_at: datetime | None = None
     running: int = 0
     launching: int = 0
     hosts: set[str] = field(default_factory=set)
-    lease_expires_at: datetime | None = None
-
-    def last_heartbeat(self, lease_seconds: float) -> datetime | None:
-        """When the worker last renewed a lease: its newest lease's end, less the lease's length."""
-        if self.lease_expires_at is None:
-            return None
-        return self.lease_expires_at - timedelta(seconds=lease_seconds)
-
-    def lost(self, now: datetime) -> bool:
-        """Its leases ran out: the worker stopped renewing them, and another may take its jobs over."""
-        return self.lease_expires_at is not None and self.lease_expires_at < now
 
 
-def live_workers() -> list[LiveWorker]:
-    """Return every worker that holds a launching or running job, by id."""
-    rows = (
+def live_workers(now: datetime | None = None) -> list[LiveWorker]:
+    """Return the workers that beat recently or hold an active job, by id."""
+    now = now or timezone.now()
+    horizon = now - timedelta(seconds=app_settings().LEASE_SECONDS * SHOWN_LOST_FOR_LEASES)
+    workers: dict[str, LiveWorker] = {}
+    beating = WorkerProcess.objects.filter(stopped_at__isnull=True, heartbeat_at__gte=horizon)
+    for row in beating:
+        workers[row.worker_id] = LiveWorker(
+            row.worker_id, row.hostname, row.pid, row.concurrency, row.heartbeat_at
+        )
+    holding = (
         ContainerJob.objects.filter(status__in=sorted(ACTIVE_STATUSES))
         .exclude(worker_id="")
         .order_by()
         .values_list("worker_id", "status", "docker_host__name")
-        .annotate(n=Count("pk"), lease=Max("lease_expires_at"))
+        .annotate(n=Count("pk"))
     )
-    workers: dict[str, LiveWorker] = {}
-    for worker_id, status, host, count, lease in rows:
+    for worker_id, status, host, count in holding:
         worker = workers.setdefault(worker_id, LiveWorker(worker_id))
         if status == JobStatus.RUNNING:
             worker.running += count
@@ -55,8 +60,6 @@ def live_workers() -> list[LiveWorker]:
             worker.launching += count
         if host:
             worker.hosts.add(host)
-        if lease is not None and (worker.lease_expires_at is None or lease > worker.lease_expires_at):
-            worker.lease_expires_at = lease
     return [workers[key] for key in sorted(workers)]
 
 
@@ -65,6 +68,8 @@ class WorkerRow:
     """One line of the workers page."""
 
     worker_id: str
+    machine: str
+    concurrency: int | None
     running: int
     launching: int
     hosts: str
@@ -74,21 +79,25 @@ class WorkerRow:
 
 
 def worker_rows(now: datetime | None = None) -> list[WorkerRow]:
-    """Return the live workers as the page shows them, with each heartbeat's age at ``now``."""
+    """Return the workers as the page shows them, with each heartbeat's age at ``now``."""
     now = now or timezone.now()
-    lease_seconds = app_settings().LEASE_SECONDS
+    lease = app_settings().LEASE_SECONDS
     rows = []
-    for worker in live_workers():
-        beat = worker.last_heartbeat(lease_seconds)
+    for worker in live_workers(now):
+        beat = worker.heartbeat_at
+        age = None if beat is None else max((now - beat).total_seconds(), 0.0)
         rows.append(
             WorkerRow(
                 worker_id=worker.worker_id,
+                machine=f"{worker.hostname} (pid {worker.pid})" if worker.hostname else "",
+                concurrency=worker.concurrency,
                 running=worker.running,
                 launching=worker.launching,
                 hosts=", ".join(sorted(worker.hosts)),
                 last_heartbeat=beat,
-                heartbeat_age_seconds=None if beat is None else max((now - beat).total_seconds(), 0.0),
-                lost=worker.lost(now),
+                heartbeat_age_seconds=age,
+                # No heartbeat at all: a job names a worker that never recorded itself (or is long gone).
+                lost=age is None or age > lease,
             )
         )
     return rows
