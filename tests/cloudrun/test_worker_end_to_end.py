@@ -62,7 +62,7 @@ def test_a_job_runs_end_to_end_on_a_cloudrun_host(fake_cloudrun: FakeCloudRun) -
     ok.refresh_from_db()
     assert (ok.status, ok.termination_reason, ok.exit_code) == ("completed", "completed", 0)
     assert ok.execution_id.startswith(
-        f"projects/{fake_cloudrun.project}/locations/{fake_cloudrun.region}/jobs/"
+        f"projects/{fake_cloudrun.project_number}/locations/{fake_cloudrun.region}/jobs/"
     )
     assert ok.parsed_output == {"rows": 3}
     assert '{"rows":3}' in ok.stdout_log  # Cloud Logging keeps JSON lines as structured payloads

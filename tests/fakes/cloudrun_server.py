@@ -9,13 +9,16 @@ library's own message classes. A plugin under test uses the real ``google-cloud-
 Start it with :func:`start_fake_cloudrun` (or the ``fake_cloudrun`` fixture in
 ``tests/cloudrun/conftest.py``) and build a host for it with :func:`cloudrun_host_spec`. Jobs play
 the ``FAKE_*`` scenario in their environment (see :mod:`tests.fakes.cloudrun_state`); the control
-methods on :class:`FakeCloudRun` make the API fail, deny permissions or lose executions.
+methods on :class:`FakeCloudRun` make the API fail, throttle or slow it, deny permissions or lose
+executions, and ``fake.realism`` (:class:`tests.fakes.cloudrun_realism.Realism`) sets how late logs,
+task results and job readiness arrive.
 """
 
 from __future__ import annotations
 
 import collections
 import threading
+import time
 from collections.abc import Callable
 from concurrent import futures
 from typing import Any
@@ -28,6 +31,7 @@ from google.protobuf import any_pb2
 from google.rpc import status_pb2
 
 from container_manager_core.types import HostSpec
+from tests.fakes.cloudrun_realism import RateLimiter, Realism
 from tests.fakes.cloudrun_state import ApiError, FakeCloudRunState, FakeOperation, Resource
 
 DEFAULT_PROJECT = "fake-project"
@@ -51,6 +55,8 @@ class FakeCloudRun:
             collections.deque
         )
         self._denied = False
+        self._rates = RateLimiter()
+        self._slow: dict[str, float] = {}
         self._lock = threading.Lock()
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="fake-cloudrun")
@@ -63,6 +69,16 @@ class FakeCloudRun:
     @property
     def location(self) -> str:
         return f"projects/{self.project}/locations/{self.region}"
+
+    @property
+    def project_number(self) -> str:
+        """Return the number Cloud Run puts in resource names in place of the project id."""
+        return self.state.canonical(f"projects/{self.project}").split("/")[1]
+
+    @property
+    def realism(self) -> Realism:
+        """Return the timing and limits of the fake's current state (reset with it)."""
+        return self.state.realism
 
     # Control -------------------------------------------------------------------------------------
 
@@ -77,6 +93,8 @@ class FakeCloudRun:
             self.calls.clear()
             self._failures.clear()
             self._denied = False
+            self._rates = RateLimiter()
+            self._slow.clear()
 
     def fail_next(
         self, method: str, code: grpc.StatusCode, message: str = "Injected failure.", *, times: int = 1
@@ -99,14 +117,33 @@ class FakeCloudRun:
         self.state.lose_execution(execution_name)
 
     def refuse_image(self, image: str) -> None:
-        """Make creating or updating a job with ``image`` fail as Cloud Run does for a missing image."""
+        """Make ``image`` missing: a job using it is created, then fails its Ready condition with
+        CONTAINER_MISSING; an execution of a job created before fails before its container starts."""
         self.state.missing_images.add(image)
+
+    def deny_secret(self, secret: str) -> None:
+        """Make the job's identity unable to read ``secret``: SECRETS_ACCESS_CHECK_FAILED at readiness."""
+        self.state.denied_secrets.add(secret)
+
+    def limit_rate(self, method: str, per_minute: int | None) -> None:
+        """Answer ``method`` with RESOURCE_EXHAUSTED beyond ``per_minute`` calls a minute (None: no limit)."""
+        self._rates.limit(method, per_minute)
+
+    def slow_down(self, method: str, seconds: float) -> None:
+        """Make every call of ``method`` take ``seconds`` before it is answered."""
+        with self._lock:
+            self._slow[method] = seconds
 
     def job(self, short_name: str) -> run_v2.Job | None:
         """Return the stored job ``short_name`` in the fake's location, as Cloud Run keeps it."""
         with self.state.lock:
-            job = self.state.jobs.get(f"{self.location}/jobs/{short_name}")
-            return run_v2.Job(job) if job is not None else None
+            name = self.state.canonical(f"{self.location}/jobs/{short_name}")
+            return self.state.get_job(name) if name in self.state.jobs else None
+
+    def job_names(self) -> list[str]:
+        """Return the full names of every job the fake holds."""
+        with self.state.lock:
+            return sorted(self.state.jobs)
 
     def execution_names(self) -> list[str]:
         """Return the full names of every execution the fake holds."""
@@ -126,6 +163,17 @@ class FakeCloudRun:
                 failures = self._failures.get(method)
                 injected = failures.popleft() if failures else None
                 denied = self._denied
+                delay = self._slow.get(method, 0.0)
+            if delay:
+                time.sleep(delay)
+            if not self._rates.allow(method):
+                # The wording Google APIs use for a per-minute quota (HTTP 429, RESOURCE_EXHAUSTED),
+                # as quoted in public projects' issues.
+                context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"Quota exceeded for quota metric '{method} requests' and limit '{method} requests per "
+                    f"minute' of service for consumer 'project_number:{self.project_number}'.",
+                )
             if denied:
                 context.abort(
                     grpc.StatusCode.PERMISSION_DENIED,
@@ -304,18 +352,29 @@ class FakeCloudRun:
     def _get_operation(
         self, request: operations_pb2.GetOperationRequest, _context: grpc.ServicerContext
     ) -> operations_pb2.Operation:
-        done, resource = self.state.operation_state(request.name)
-        return _operation_message(request.name, done, resource)
+        done, resource, error = self.state.operation_state(request.name)
+        return _operation_message(request.name, done, resource, error)
 
     def _operation_proto(self, op: FakeOperation) -> operations_pb2.Operation:
-        done, resource = self.state.describe_operation(op)
-        return _operation_message(op.name, done, resource)
+        done, resource, error = self.state.describe_operation(op)
+        return _operation_message(op.name, done, resource, error)
 
     def _list_log_entries(
         self, request: logging_types.ListLogEntriesRequest, _context: grpc.ServicerContext
     ) -> logging_types.ListLogEntriesResponse:
+        # An empty page with a token: the search "did not have time to search all the possible log
+        # entries" (ListLogEntriesResponse, google/logging/v2/logging.proto); the caller must go on.
+        empty_pages = self.state.realism.empty_log_pages
+        token = request.page_token
+        if not token and empty_pages:
+            return logging_types.ListLogEntriesResponse(next_page_token="empty-1")  # noqa: S106 (a page token)
+        if token.startswith("empty-"):
+            served = int(token.removeprefix("empty-"))
+            if served < empty_pages:
+                return logging_types.ListLogEntriesResponse(next_page_token=f"empty-{served + 1}")
+            token = ""
         entries = self.state.list_log_entries(list(request.resource_names), request.filter, request.order_by)
-        page, token = self._page(entries, request.page_size, request.page_token, self.log_page_size)
+        page, token = self._page(entries, request.page_size, token, self.log_page_size)
         return logging_types.ListLogEntriesResponse(entries=page, next_page_token=token)
 
     @staticmethod
@@ -327,13 +386,17 @@ class FakeCloudRun:
         return items[start:end], (str(end) if end < len(items) else "")
 
 
-def _operation_message(name: str, done: bool, resource: Resource | None) -> operations_pb2.Operation:
+def _operation_message(
+    name: str, done: bool, resource: Resource | None, error: tuple[int, str] | None = None
+) -> operations_pb2.Operation:
     op = operations_pb2.Operation(name=name, done=done)
     if resource is not None:
         packed = any_pb2.Any()
         packed.Pack(type(resource).pb(resource))
         op.metadata.CopyFrom(packed)
-        if done:
+        if done and error is not None:
+            op.error.CopyFrom(status_pb2.Status(code=error[0], message=error[1]))
+        elif done:
             op.response.CopyFrom(packed)
     elif done:
         op.error.CopyFrom(

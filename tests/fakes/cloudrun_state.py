@@ -8,7 +8,14 @@ Cloud Run's does:
   ``run.googleapis.com/stdout`` or ``/stderr`` (a line that is a JSON object becomes a structured
   entry, as on Cloud Run);
 - ``FAKE_EXIT_CODE``: the container's exit code (default 0);
-- ``FAKE_DURATION``: seconds the container runs (default 0).
+- ``FAKE_DURATION``: seconds the container runs (default 0);
+- ``FAKE_MEMORY_MB``: memory the container uses; above its limit Cloud Run kills it (see below);
+- ``FAKE_REPORT``: how Cloud Run words a failure (``code-of`` by default, ``error``, ``code-and-message``,
+  ``signal``): the variants public reports show, see :data:`FAILURE_REPORTS`.
+
+How the real service behaves, and where that is written, is cited next to each behaviour: entries
+arrive late (:class:`tests.fakes.cloudrun_realism.Realism`), a job's readiness resolves after
+``CreateJob`` returns, task results lag the execution, names carry the project number.
 
 An execution is pending for ``start_delay`` seconds, then runs one attempt, then (if the attempt
 failed and the task template allows retries, 3 when ``max_retries`` is not sent) runs it again.
@@ -19,7 +26,6 @@ mirrors the Cloud Run Admin API v2 rules this project relies on, so a bad reques
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import re
 import secrets
@@ -34,6 +40,8 @@ from google.cloud import run_v2
 from google.cloud.logging_v2.types import LogEntry
 from google.protobuf import struct_pb2
 
+from tests.fakes.cloudrun_realism import Realism, project_number
+from tests.fakes.logging_agent import agent_record
 from tests.fakes.logging_filter import compile_filter
 
 DEFAULT_MAX_RETRIES = 3  # Cloud Run's default when the request leaves max_retries out
@@ -60,6 +68,18 @@ STDOUT, STDERR, SYSTEM = (
 )
 _State = run_v2.Condition.State
 _Reason = run_v2.Condition.ExecutionReason
+_Common = run_v2.Condition.CommonReason
+MEMORY_DOCS = "https://cloud.google.com/run/docs/configuring/memory-limits"
+SIGKILL = 9
+# How Cloud Run words a failed task, as public projects' issues quote it: the classic sentence with a
+# code, a code-less one, "exit code: N and message: ..." and a container killed by a signal (the
+# TaskAttemptResult then carries term_signal and no exit_code, google/cloud/run/v2/task.proto).
+FAILURE_REPORTS = {
+    "code-of": "The container exited with an exit code of {code}.",
+    "error": "The container exited with an error.",
+    "code-and-message": "exit code: {code} and message: {last_line}",
+    "signal": "Container terminated on signal {signal}.",
+}
 
 
 class ApiError(Exception):
@@ -81,15 +101,22 @@ class Scenario:
     stderr: str = ""
     exit_code: int = 0
     duration: float = 0.0
+    memory_mb: int = 0
+    report: str = "code-of"
 
     @classmethod
     def from_container(cls, container: run_v2.Container) -> Scenario:
         env = {e.name: e.value for e in container.env}
+        report = env.get("FAKE_REPORT", "code-of")
+        if report not in FAILURE_REPORTS:
+            raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, f"The fake knows no FAKE_REPORT {report!r}.")
         return cls(
             env.get("FAKE_STDOUT", ""),
             env.get("FAKE_STDERR", ""),
             int(env.get("FAKE_EXIT_CODE", "0")),
             float(env.get("FAKE_DURATION", "0")),
+            int(env.get("FAKE_MEMORY_MB", "0")),
+            report,
         )
 
 
@@ -103,6 +130,10 @@ class FakeExecution:
     scenario: Scenario
     created: datetime
     start_delay: float
+    realism: Realism = attrs.field(factory=Realism)
+    project_id: str = "fake-project"
+    # Set when the image was gone by the time the execution ran: it fails before any container starts.
+    missing_image: str | None = None
     cancelled_at: datetime | None = None
 
     @property
@@ -118,12 +149,26 @@ class FakeExecution:
         return self.task_template.max_retries if "max_retries" in self.task_template else DEFAULT_MAX_RETRIES
 
     @property
+    def memory_limit_mib(self) -> int:
+        limits = dict(self.task_template.containers[0].resources.limits)
+        return int(_mebibytes(limits.get("memory", "512Mi")) or 512)
+
+    @property
+    def out_of_memory(self) -> bool:
+        return self.scenario.memory_mb > self.memory_limit_mib
+
+    @property
     def timed_out(self) -> bool:
-        return self.scenario.duration > self.timeout.total_seconds()
+        return not self.out_of_memory and self.scenario.duration > self.timeout.total_seconds()
 
     @property
     def failed(self) -> bool:
-        return self.timed_out or self.scenario.exit_code != 0
+        return (
+            self.missing_image is not None
+            or self.out_of_memory
+            or self.timed_out
+            or self.scenario.exit_code != 0
+        )
 
     @property
     def attempt_seconds(self) -> float:
@@ -131,6 +176,8 @@ class FakeExecution:
 
     @property
     def attempts(self) -> int:
+        if self.missing_image is not None:
+            return 0
         return 1 + (self.max_retries if self.failed else 0)
 
     @property
@@ -156,7 +203,7 @@ class FakeExecution:
         return not (self.cancelled and self.cancelled_at is not None and self.cancelled_at <= moment)
 
     def started(self, now: datetime) -> bool:
-        return now >= self.start and self.began(self.start)
+        return self.missing_image is None and now >= self.start and self.began(self.start)
 
     def finished(self, now: datetime) -> bool:
         return now >= self.end
@@ -172,13 +219,21 @@ class FakeExecution:
     def task_name(self) -> str:
         return f"{self.name}/tasks/{self.short_name()}-task0"
 
-    def failure_message(self) -> str:
-        why = (
-            "The configured timeout was reached."
-            if self.timed_out
-            else f"The container exited with an exit code of {self.scenario.exit_code}."
+    def failure_reason(self) -> str:
+        """Return what the task's status says went wrong, worded as Cloud Run words it."""
+        if self.missing_image is not None:
+            return f"Image '{self.missing_image}' not found."
+        if self.timed_out:
+            return "The configured timeout was reached."
+        if self.out_of_memory:
+            return FAILURE_REPORTS["signal"].format(signal=SIGKILL)
+        lines = (self.scenario.stderr or self.scenario.stdout).splitlines()
+        return FAILURE_REPORTS[self.scenario.report].format(
+            code=self.scenario.exit_code, signal=SIGKILL, last_line=lines[-1] if lines else ""
         )
-        return f"Task {self.short_name()}-task0 failed with message: {why}"
+
+    def failure_message(self) -> str:
+        return f"Task {self.short_name()}-task0 failed with message: {self.failure_reason()}"
 
     def to_proto(self, now: datetime) -> run_v2.Execution:
         started, finished = self.started(now), self.finished(now)
@@ -224,9 +279,12 @@ class FakeExecution:
             execution.completion_time = self.end
             if self.cancelled:
                 execution.cancelled_count = 1
+                # Condition.ExecutionReason.CANCELLED: "The execution was cancelled by users."
                 completed = run_v2.Condition(
                     type_="Completed",
-                    state=_State.CONDITION_FAILED,
+                    state=_State.CONDITION_SUCCEEDED
+                    if self.realism.cancel_reads_succeeded
+                    else _State.CONDITION_FAILED,
                     message="The execution was cancelled.",
                     execution_reason=_Reason.CANCELLED,
                 )
@@ -237,7 +295,7 @@ class FakeExecution:
                     state=_State.CONDITION_FAILED,
                     message=self.failure_message(),
                     execution_reason=_Reason.NON_ZERO_EXIT_CODE
-                    if not self.timed_out
+                    if self.scenario.exit_code and not self.timed_out
                     else _Reason.EXECUTION_REASON_UNDEFINED,
                 )
             else:
@@ -263,47 +321,67 @@ class FakeExecution:
             timeout=self.timeout,
             retried=max(0, len(self.attempt_starts(now)) - 1),
         )
-        if self.finished(now) and not self.cancelled:
-            if self.failed:
-                result = run_v2.TaskAttemptResult(status={"code": 2, "message": self.failure_message()})
-                if not self.timed_out:
-                    result.exit_code = self.scenario.exit_code
-            else:
-                result = run_v2.TaskAttemptResult(status={"code": 0})
-            task.last_attempt_result = result
+        # The task is reconciled apart from its execution: its result may show up later
+        # (Realism.result_lag), and a task whose container never started has no attempt result.
+        settled = now >= self.end + timedelta(seconds=self.realism.result_lag)
+        if settled and not self.cancelled and self.missing_image is None:
+            task.last_attempt_result = self._attempt_result()
         return task
 
-    def log_entries(self, project: str, region: str, now: datetime) -> Iterator[LogEntry]:
-        """Yield the entries the container and Cloud Run have written by ``now``."""
+    def _attempt_result(self) -> run_v2.TaskAttemptResult:
+        if not self.failed:
+            return run_v2.TaskAttemptResult(status={"code": 0})
+        # TaskAttemptResult (task.proto): "At most one of exit_code or term_signal will be set", and
+        # exit_code "may be unset if the container was unable to exit cleanly with a code".
+        result = run_v2.TaskAttemptResult(status={"code": 2, "message": self.failure_reason()})
+        if self.out_of_memory or self.scenario.report == "signal":
+            result.term_signal = SIGKILL
+        elif not self.timed_out and self.scenario.report != "error":
+            result.exit_code = self.scenario.exit_code
+        return result
+
+    def log_entries(self, region: str, now: datetime, *, visible_only: bool = True) -> Iterator[LogEntry]:
+        """Yield the entries the container and Cloud Run have written by ``now`` and Logging shows."""
+        for entry, printed in self._written_entries(region, now):
+            lag = timedelta(seconds=self.realism.lag(entry.insert_id))
+            entry.receive_timestamp = printed + lag
+            if not visible_only or printed + lag <= now:
+                yield entry
+
+    def _written_entries(self, region: str, now: datetime) -> Iterator[tuple[LogEntry, datetime]]:
         counter = itertools.count()
         for attempt, begun in enumerate(self.attempt_starts(now)):
             moment = begun
             for log, text in ((STDOUT, self.scenario.stdout), (STDERR, self.scenario.stderr)):
                 for line in text.splitlines():
                     moment += timedelta(microseconds=1)  # distinct times keep the printed order
-                    yield self._entry(project, region, log, line, moment, attempt, next(counter))
+                    yield self._entry(region, log, line, moment, attempt, next(counter)), moment
             attempt_end = begun + timedelta(seconds=self.attempt_seconds)
             if attempt_end <= now and self.began(attempt_end):
-                code = self.scenario.exit_code if not self.timed_out else 137
-                yield self._entry(
-                    project,
-                    region,
-                    SYSTEM,
-                    f"Container called exit({code}).",
+                yield (
+                    self._entry(region, SYSTEM, self._end_line(), attempt_end, attempt, next(counter)),
                     attempt_end,
-                    attempt,
-                    next(counter),
                 )
 
-    def _entry(
-        self, project: str, region: str, log: str, line: str, moment: datetime, attempt: int, n: int
-    ) -> LogEntry:
+    def _end_line(self) -> str:
+        if self.out_of_memory:
+            # The only trace of an OOM kill: a varlog/system entry, worded as public issues quote it.
+            return (
+                f"Memory limit of {self.memory_limit_mib} MiB exceeded with {self.scenario.memory_mb} MiB "
+                f"used. Consider increasing the memory limit, see {MEMORY_DOCS}"
+            )
+        code = self.scenario.exit_code if not self.timed_out else 137
+        return f"Container called exit({code})."
+
+    def _entry(self, region: str, log: str, line: str, moment: datetime, attempt: int, n: int) -> LogEntry:
+        insert_id = f"{self.short_name()}-{n:06d}"
+        # LogEntry.log_name (log_entry.proto): a project number is translated to the project id in queries.
         entry = LogEntry(
-            log_name=f"projects/{project}/logs/{log}",
+            log_name=f"projects/{self.project_id}/logs/{log}",
             resource={
                 "type": "cloud_run_job",
                 "labels": {
-                    "project_id": project,
+                    "project_id": self.project_id,
                     "job_name": self.job_name.rsplit("/", 1)[-1],
                     "location": region,
                 },
@@ -315,25 +393,26 @@ class FakeExecution:
                 "instanceId": f"fake-instance-{attempt}",
             },
             timestamp=moment,
-            receive_timestamp=moment,
-            insert_id=f"{self.short_name()}-{n:06d}",
+            insert_id=insert_id,
         )
-        payload = _json_object(line)
-        if payload is not None:
+        if log == SYSTEM:
+            entry.text_payload = line
+            entry.severity = "ERROR" if line.startswith("Memory limit") else "DEFAULT"
+            return entry
+        record = agent_record(line)
+        entry.severity = record.severity
+        if record.timestamp is not None:
+            entry.timestamp = record.timestamp  # a printed time replaces the moment of printing
+        for key, value in record.labels.items():
+            entry.labels[key] = value
+        entry.trace, entry.span_id = record.trace, record.span_id
+        if record.json is not None:
             struct = struct_pb2.Struct()
-            struct.update(payload)
+            struct.update(record.json)
             LogEntry.pb(entry).json_payload.CopyFrom(struct)
         else:
-            entry.text_payload = line
+            entry.text_payload = record.text or ""
         return entry
-
-
-def _json_object(line: str) -> dict[str, object] | None:
-    try:
-        value = json.loads(line)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 Resource = run_v2.Job | run_v2.Execution
@@ -342,28 +421,60 @@ Resource = run_v2.Job | run_v2.Execution
 @attrs.define
 class FakeOperation:
     name: str
-    kind: str  # "job" (done at the first poll), "execution" (done when it ends) or "done"
+    kind: str  # "job" (done once the job is ready or failed), "execution" (done when it ends) or "done"
     target: str
     response: Resource | None = None
-    polls_left: int = 1
+
+
+@attrs.frozen
+class Readiness:
+    """When a created or updated job's Ready condition resolves, and how (None: it succeeds)."""
+
+    at: datetime
+    failure: tuple[int, str] | None = None  # (Condition.CommonReason, message)
 
 
 class FakeCloudRunState:
     """Everything the fake API knows, behind one lock."""
 
-    def __init__(self, *, start_delay: float = 0.05, max_page_size: int = 2) -> None:
+    def __init__(
+        self, *, start_delay: float = 0.05, max_page_size: int = 2, realism: Realism | None = None
+    ) -> None:
         self.lock = threading.RLock()
         self.start_delay = start_delay
         self.max_page_size = max_page_size
+        self.realism = realism or Realism()
         self.jobs: dict[str, run_v2.Job] = {}
+        self.readiness: dict[str, Readiness] = {}
         self.executions: dict[str, FakeExecution] = {}
         self.operations: dict[str, FakeOperation] = {}
         self.archived_logs: list[LogEntry] = []
         self.missing_images: set[str] = set()
+        self.denied_secrets: set[str] = set()
+        self.project_ids: dict[str, str] = {}
+
+    # Names ---------------------------------------------------------------------------------------
+
+    def canonical(self, name: str) -> str:
+        """Return ``name`` with the project number in place of the project id.
+
+        Requests may name the project by id or number ("where {project} can be project id or number",
+        google/cloud/run/v2/job.proto); Cloud Run's answers carry the number.
+        """
+        match = re.match(r"^projects/(?P<project>[^/]+)(?P<rest>/.*)?$", name)
+        if match is None or match["project"].isdigit():
+            return name
+        number = project_number(match["project"])
+        self.project_ids[number] = match["project"]
+        return f"projects/{number}{match['rest'] or ''}"
+
+    def project_id(self, number_or_id: str) -> str:
+        return self.project_ids.get(number_or_id, number_or_id)
 
     # Jobs ----------------------------------------------------------------------------------------
 
     def create_job(self, parent: str, job_id: str, job: run_v2.Job) -> FakeOperation:
+        parent = self.canonical(parent)
         project, region = _location(parent)
         if not JOB_ID.match(job_id):
             raise ApiError(
@@ -371,13 +482,19 @@ class FakeCloudRunState:
                 f"Job id {job_id!r} must be lowercase letters, digits and '-', start with a letter and be at most 63 characters.",
             )
         name = f"{parent}/jobs/{job_id}"
-        if job.name and job.name != name:
+        if job.name and self.canonical(job.name) != name:
             raise ApiError(
                 grpc.StatusCode.INVALID_ARGUMENT, f"Job name {job.name!r} does not match {name!r}."
             )
         with self.lock:
             if name in self.jobs:
                 raise ApiError(grpc.StatusCode.ALREADY_EXISTS, f"Resource '{job_id}' already exists.")
+            if sum(n.startswith(parent + "/jobs/") for n in self.jobs) >= self.realism.max_jobs:
+                # cloud.google.com/run/quotas: "Maximum number of jobs", 1000 per project and region.
+                raise ApiError(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"Quota exceeded: {parent} already holds the maximum of {self.realism.max_jobs} jobs.",
+                )
             self._validate(job)
             stored = run_v2.Job(job)
             stored.name = name
@@ -386,16 +503,19 @@ class FakeCloudRunState:
             stored.create_time = stored.update_time = _now()
             stored.etag = secrets.token_hex(4)
             self.jobs[name] = stored
+            self.readiness[name] = self._readiness(stored)
             return self._operation(project, region, "job", name)
 
     def update_job(self, job: run_v2.Job, allow_missing: bool) -> FakeOperation:
-        project, region = _location(job.name.rsplit("/jobs/", 1)[0])
+        name = self.canonical(job.name)
+        project, region = _location(name.rsplit("/jobs/", 1)[0])
         with self.lock:
-            current = self.jobs.get(job.name)
+            current = self.jobs.get(name)
             if current is None and not allow_missing:
                 raise ApiError(grpc.StatusCode.NOT_FOUND, f"Resource '{job.name}' was not found.")
             self._validate(job)
             stored = run_v2.Job(job)
+            stored.name = name
             if current is not None:
                 stored.uid, stored.create_time = current.uid, current.create_time
                 stored.generation = current.generation + 1
@@ -403,45 +523,108 @@ class FakeCloudRunState:
                 stored.latest_created_execution = current.latest_created_execution
             stored.update_time = _now()
             stored.etag = secrets.token_hex(4)
-            self.jobs[job.name] = stored
-            return self._operation(project, region, "job", job.name)
+            self.jobs[name] = stored
+            self.readiness[name] = self._readiness(stored)
+            return self._operation(project, region, "job", name)
+
+    def _readiness(self, job: run_v2.Job) -> Readiness:
+        """Decide how the job's Ready condition resolves; CreateJob itself accepts the job.
+
+        Condition.CommonReason (google/cloud/run/v2/condition.proto) names the failures: CONTAINER_MISSING
+        (Cloud Run words it "Image '...' not found.") and SECRETS_ACCESS_CHECK_FAILED.
+        """
+        at = _now() + timedelta(seconds=self.realism.readiness_delay)
+        container = job.template.template.containers[0]
+        if container.image in self.missing_images:
+            return Readiness(at, (_Common.CONTAINER_MISSING, f"Image '{container.image}' not found."))
+        for env in container.env:
+            secret = env.value_source.secret_key_ref.secret
+            if secret and secret in self.denied_secrets:
+                account = job.template.template.service_account or "the default compute service account"
+                return Readiness(
+                    at,
+                    (
+                        _Common.SECRETS_ACCESS_CHECK_FAILED,
+                        f"Permission denied on secret: {secret}/versions/{env.value_source.secret_key_ref.version} "
+                        f"for Revision service account {account}. The service account used must be granted "
+                        "the 'Secret Manager Secret Accessor' role (roles/secretmanager.secretAccessor) at "
+                        "the secret, project or higher level.",
+                    ),
+                )
+        return Readiness(at)
+
+    def _job_proto(self, name: str, now: datetime) -> run_v2.Job:
+        job = run_v2.Job(self.jobs[name])
+        readiness = self.readiness[name]
+        ready = run_v2.Condition(type_="Ready", state=_State.CONDITION_RECONCILING)
+        if now >= readiness.at and readiness.failure is None:
+            ready = run_v2.Condition(type_="Ready", state=_State.CONDITION_SUCCEEDED)
+        elif now >= readiness.at and readiness.failure is not None:
+            ready = run_v2.Condition(
+                type_="Ready",
+                state=_State.CONDITION_FAILED,
+                reason=_Common(readiness.failure[0]),
+                message=readiness.failure[1],
+            )
+        if now >= readiness.at:
+            ready.last_transition_time = readiness.at
+        job.terminal_condition = ready
+        job.reconciling = now < readiness.at
+        job.observed_generation = job.generation if now >= readiness.at else job.generation - 1
+        return job
 
     def get_job(self, name: str) -> run_v2.Job:
+        name = self.canonical(name)
         with self.lock:
-            job = self.jobs.get(name)
-            if job is None:
+            if name not in self.jobs:
                 raise ApiError(grpc.StatusCode.NOT_FOUND, f"Resource '{name}' was not found.")
-            return run_v2.Job(job)
+            return self._job_proto(name, _now())
 
     def list_jobs(self, parent: str) -> list[run_v2.Job]:
+        parent = self.canonical(parent)
         _location(parent)
+        now = _now()
         with self.lock:
-            return [run_v2.Job(j) for n, j in sorted(self.jobs.items()) if n.startswith(parent + "/jobs/")]
+            return [self._job_proto(n, now) for n in sorted(self.jobs) if n.startswith(parent + "/jobs/")]
 
     def delete_job(self, name: str) -> FakeOperation:
+        name = self.canonical(name)
         project, region = _location(name.rsplit("/jobs/", 1)[0])
         with self.lock:
             job = self.get_job(name)
             for execution in [e for e in self.executions.values() if e.job_name == name]:
                 self._forget_execution(execution.name, archive=True)
             del self.jobs[name]
+            del self.readiness[name]
             return self._operation(project, region, "done", name, response=job)
 
     def run_job(self, name: str) -> FakeOperation:
+        name = self.canonical(name)
         project, region = _location(name.rsplit("/jobs/", 1)[0])
         with self.lock:
             job = self.jobs.get(name)
             if job is None:
                 raise ApiError(grpc.StatusCode.NOT_FOUND, f"Resource '{name}' was not found.")
+            ready = self._job_proto(name, _now()).terminal_condition
+            if ready.state != _State.CONDITION_SUCCEEDED:
+                detail = ready.message or "it is still reconciling"
+                raise ApiError(
+                    grpc.StatusCode.FAILED_PRECONDITION, f"Job '{name}' is not ready and cannot run: {detail}"
+                )
             short = f"{name.rsplit('/', 1)[-1]}-{''.join(secrets.choice('abcdefghijklmnopqrstuvwxyz0123456789') for _ in range(5))}"
             execution_name = f"{name}/executions/{short}"
+            container = job.template.template.containers[0]
             self.executions[execution_name] = FakeExecution(
                 name=execution_name,
                 job_name=name,
                 template=run_v2.ExecutionTemplate(job.template),
-                scenario=Scenario.from_container(job.template.template.containers[0]),
+                scenario=Scenario.from_container(container),
                 created=_now(),
                 start_delay=self.start_delay,
+                realism=self.realism,
+                project_id=self.project_id(project),
+                # An image deleted after the job became ready fails the execution before it starts.
+                missing_image=container.image if container.image in self.missing_images else None,
             )
             job.execution_count += 1
             job.latest_created_execution = run_v2.ExecutionReference(name=execution_name, create_time=_now())
@@ -450,6 +633,7 @@ class FakeCloudRunState:
     # Executions ----------------------------------------------------------------------------------
 
     def execution(self, name: str) -> FakeExecution:
+        name = self.canonical(name)
         with self.lock:
             execution = self.executions.get(name)
             if execution is None:
@@ -460,6 +644,7 @@ class FakeCloudRunState:
         return self.execution(name).to_proto(_now())
 
     def list_executions(self, parent: str) -> list[run_v2.Execution]:
+        parent = self.canonical(parent)
         location, _, job = parent.rpartition("/jobs/")
         _location(location)
         now = _now()
@@ -474,6 +659,7 @@ class FakeCloudRunState:
             return [e.to_proto(now) for e in chosen]
 
     def cancel_execution(self, name: str) -> FakeOperation:
+        name = self.canonical(name)
         project, region = _location(name.split("/jobs/", 1)[0])
         with self.lock:
             execution = self.execution(name)
@@ -487,6 +673,7 @@ class FakeCloudRunState:
             return self._operation(project, region, "execution", name)
 
     def delete_execution(self, name: str) -> FakeOperation:
+        name = self.canonical(name)
         project, region = _location(name.split("/jobs/", 1)[0])
         with self.lock:
             execution = self.execution(name)
@@ -502,13 +689,14 @@ class FakeCloudRunState:
 
     def lose_execution(self, name: str) -> None:
         with self.lock:
-            self._forget_execution(name, archive=False)
+            self._forget_execution(self.canonical(name), archive=False)
 
     def _forget_execution(self, name: str, *, archive: bool) -> None:
         execution = self.executions.pop(name)
         if archive:
-            project, region = _location(name.split("/jobs/", 1)[0])
-            self.archived_logs.extend(execution.log_entries(project, region, _now()))
+            # Entries still on their way keep arriving after the execution is gone.
+            _project, region = _location(name.split("/jobs/", 1)[0])
+            self.archived_logs.extend(execution.log_entries(region, execution.end, visible_only=False))
 
     def list_tasks(self, parent: str) -> list[run_v2.Task]:
         with self.lock:
@@ -524,30 +712,40 @@ class FakeCloudRunState:
         self.operations[name] = op
         return op
 
-    def operation_state(self, name: str) -> tuple[bool, Resource | None]:
-        """Return ``(done, resource)`` for a polled operation; a job operation finishes at its first poll."""
+    def operation_state(self, name: str) -> tuple[bool, Resource | None, tuple[int, str] | None]:
+        """Return ``(done, resource, error)`` for a polled operation."""
         with self.lock:
-            op = self.operations.get(name)
+            op = self.operations.get(self.canonical(name)) or self.operations.get(name)
             if op is None:
                 raise ApiError(grpc.StatusCode.NOT_FOUND, f"Operation '{name}' was not found.")
-            return self.describe_operation(op, poll=True)
+            return self.describe_operation(op)
 
-    def describe_operation(self, op: FakeOperation, *, poll: bool = False) -> tuple[bool, Resource | None]:
-        """Return ``(done, resource)``: the operation's response when done, its metadata before."""
+    def describe_operation(self, op: FakeOperation) -> tuple[bool, Resource | None, tuple[int, str] | None]:
+        """Return ``(done, resource, error)``: the operation's response when done, its metadata before."""
         with self.lock:
+            now = _now()
             if op.kind == "job":
+                if op.target not in self.jobs:
+                    return True, op.response, None
+                job = self._job_proto(op.target, now)
+                readiness = self.readiness[op.target]
+                # The operation ends with the job's readiness; a failed Ready condition fails it.
+                error = (
+                    (grpc.StatusCode.FAILED_PRECONDITION.value[0], readiness.failure[1])
+                    if readiness.failure is not None
+                    else None
+                )
                 # Creating or updating a job takes Cloud Run a moment: never done in the first answer.
-                op.polls_left -= int(poll)
-                job = self.jobs.get(op.target)
-                return op.polls_left <= 0, (run_v2.Job(job) if job is not None else op.response)
+                done = now >= readiness.at and op.response is not None
+                op.response = job
+                return done, job, error if done else None
             if op.kind == "execution":
                 execution = self.executions.get(op.target)
                 if execution is None:
-                    return True, op.response  # deleted: the last known state stands
-                now = _now()
+                    return True, op.response, None  # deleted: the last known state stands
                 op.response = execution.to_proto(now)
-                return execution.finished(now), op.response
-            return True, op.response
+                return execution.finished(now), op.response, None
+            return True, op.response, None
 
     # Logs ----------------------------------------------------------------------------------------
 
@@ -557,7 +755,7 @@ class FakeCloudRunState:
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"The fake reads exactly one project, got {resource_names!r}.",
             )
-        project = resource_names[0].split("/", 1)[1]
+        project = self.project_id(resource_names[0].split("/", 1)[1])
         try:
             matches = compile_filter(filter_text)
         except ValueError as exc:
@@ -566,14 +764,14 @@ class FakeCloudRunState:
             raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, f"Unsupported order_by {order_by!r}.")
         now = _now()
         with self.lock:
-            entries = list(self.archived_logs)
+            entries = [e for e in self.archived_logs if e.receive_timestamp <= now]
             for name, execution in self.executions.items():
                 _project, region = _location(name.split("/jobs/", 1)[0])
-                entries.extend(execution.log_entries(_project, region, now))
+                entries.extend(execution.log_entries(region, now))
         chosen = [
             e
             for e in entries
-            if e.log_name.startswith(f"projects/{project}/logs/") and matches(_fields(e), e.timestamp)
+            if e.log_name.startswith(f"projects/{project}/logs/") and matches(_fields(e), _times(e))
         ]
         chosen.sort(key=lambda e: e.timestamp, reverse=order_by == "timestamp desc")
         return chosen
@@ -591,8 +789,6 @@ class FakeCloudRunState:
             raise ApiError(
                 grpc.StatusCode.INVALID_ARGUMENT, "spec.template.spec.containers[0].image: Required."
             )
-        if container.image in self.missing_images:
-            raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, f"Image '{container.image}' not found.")
         for env in container.env:
             if RESERVED_ENV.match(env.name):
                 raise ApiError(
@@ -657,6 +853,10 @@ def _mebibytes(text: str) -> float | None:
         return None
     scale = {"Mi": 1, "Gi": 1024, "M": 1e6 / 2**20, "G": 1e9 / 2**20}[match[2]]
     return math.floor(float(match[1]) * scale)
+
+
+def _times(entry: LogEntry) -> dict[str, datetime]:
+    return {"timestamp": entry.timestamp, "receiveTimestamp": entry.receive_timestamp}
 
 
 def _fields(entry: LogEntry) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """A small interpreter for the subset of the Cloud Logging filter language the fake server accepts.
 
 Supported: clauses joined by ``AND``, each one of ``field="value"``, ``field=("a" OR "b")`` and
-``timestamp>="RFC 3339"``, where a field is a dotted path and may end in a quoted label key
+``timestamp>="RFC 3339"`` (or ``receiveTimestamp``), where a field is a dotted path and may end in a quoted label key
 (``labels."run.googleapis.com/execution_name"``). Anything else is refused with ``ValueError``, so
 a plugin that sends a filter the fake does not understand fails loudly instead of matching nothing.
 """
@@ -15,17 +15,18 @@ from datetime import datetime
 _FIELD = r'(?P<field>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*(?:\."[^"]+")?)'
 _EQUALS = re.compile(rf'^{_FIELD}\s*=\s*"(?P<value>[^"]*)"$')
 _ANY_OF = re.compile(rf'^{_FIELD}\s*=\s*\((?P<values>"[^"]*"(?:\s+OR\s+"[^"]*")*)\)$')
-_SINCE = re.compile(r'^timestamp\s*>=\s*"(?P<moment>[^"]+)"$')
+_SINCE = re.compile(r'^(?P<field>timestamp|receiveTimestamp)\s*>=\s*"(?P<moment>[^"]+)"$')
 _QUOTED = re.compile(r'"([^"]*)"')
 
 Entry = Mapping[str, str]
-Predicate = Callable[[Entry, datetime], bool]
+Times = Mapping[str, datetime]
+Predicate = Callable[[Entry, Times], bool]
 
 
 def compile_filter(text: str) -> Predicate:
-    """Return a predicate over ``(fields, timestamp)`` for ``text``; raise ValueError if unsupported."""
+    """Return a predicate over ``(fields, times)`` for ``text``; raise ValueError if unsupported."""
     predicates = [_clause(part.strip()) for part in _split_and(text)] if text.strip() else []
-    return lambda fields, moment: all(p(fields, moment) for p in predicates)
+    return lambda fields, times: all(p(fields, times) for p in predicates)
 
 
 def _split_and(text: str) -> list[str]:
@@ -41,8 +42,8 @@ def _clause(clause: str) -> Predicate:
         field, values = _normalise(match["field"]), frozenset(_QUOTED.findall(match["values"]))
         return lambda fields, _moment: fields.get(field) in values
     if match := _SINCE.match(clause):
-        since = datetime.fromisoformat(_trim_nanos(match["moment"]))
-        return lambda _fields, moment: moment >= since
+        since, field = datetime.fromisoformat(_trim_nanos(match["moment"])), match["field"]
+        return lambda _fields, times: times[field] >= since
     raise ValueError(f"The fake Logging API does not support the filter clause {clause!r}.")
 
 
