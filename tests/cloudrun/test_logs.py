@@ -118,7 +118,7 @@ def test_logging_errors_are_typed(
         executor.get_logs(cloudrun_host, execution_id, timestamps=False)
 
 
-def test_filter_selects_one_executions_stdout_and_stderr_since_its_creation() -> None:
+def test_filter_selects_one_executions_entries_received_since_its_creation() -> None:
     name = ExecutionName.parse("projects/p/locations/europe-west1/jobs/cm-a-1/executions/cm-a-1-xyz12")
     assert name is not None
     since = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
@@ -126,8 +126,9 @@ def test_filter_selects_one_executions_stdout_and_stderr_since_its_creation() ->
         'resource.type="cloud_run_job" AND resource.labels.job_name="cm-a-1" AND '
         'resource.labels.location="europe-west1" AND '
         'labels."run.googleapis.com/execution_name"="cm-a-1-xyz12" AND '
-        'logName=("projects/p/logs/run.googleapis.com%2Fstdout" OR "projects/p/logs/run.googleapis.com%2Fstderr") AND '
-        'timestamp>="2026-03-04T05:06:07.890123000Z"'
+        'logName=("projects/p/logs/run.googleapis.com%2Fstdout" OR "projects/p/logs/run.googleapis.com%2Fstderr" '
+        'OR "projects/p/logs/run.googleapis.com%2Fvarlog%2Fsystem") AND '
+        'receiveTimestamp>="2026-03-04T05:06:07.890123000Z"'
     )
 
 

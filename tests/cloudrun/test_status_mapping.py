@@ -54,14 +54,16 @@ def test_no_completed_condition_yet_is_pending() -> None:
 
 def test_success_is_exit_zero_with_times() -> None:
     done = STARTED + timedelta(seconds=3)
-    status = execution_status(execution(State.CONDITION_SUCCEEDED, start_time=STARTED, completion_time=done))
+    status = execution_status(
+        execution(State.CONDITION_SUCCEEDED, start_time=STARTED, completion_time=done, succeeded_count=1)
+    )
     assert (status.state, status.exit_code, status.error) == (ExecutionState.EXITED, 0, None)
     assert (status.started_at, status.finished_at) == (STARTED, done)
 
 
 def test_only_a_failed_execution_needs_its_tasks() -> None:
     assert needs_tasks(execution(State.CONDITION_FAILED))
-    assert not needs_tasks(execution(State.CONDITION_SUCCEEDED))
+    assert not needs_tasks(execution(State.CONDITION_SUCCEEDED, succeeded_count=1))
     assert not needs_tasks(execution(State.CONDITION_RECONCILING))
 
 
@@ -81,10 +83,10 @@ def test_a_signal_is_reported_the_shells_way() -> None:
     assert status.exit_code == 137
 
 
-def test_failure_without_a_code_is_one_with_the_message() -> None:
+def test_failure_without_a_code_is_unknown_with_the_message() -> None:
     message = "Task cm-x-abcde-task0 failed with message: Image could not be started."
     status = execution_status(execution(State.CONDITION_FAILED, message), [failed_task()])
-    assert status.exit_code == 1
+    assert status.exit_code is None
     assert status.error is not None
     assert "Image could not be started" in status.error
 
@@ -92,7 +94,7 @@ def test_failure_without_a_code_is_one_with_the_message() -> None:
 def test_failure_without_any_message_still_explains() -> None:
     status = execution_status(execution(State.CONDITION_FAILED), [])
     assert (status.exit_code, status.error) == (
-        1,
+        None,
         "Cloud Run reported the execution as failed without saying why.",
     )
 

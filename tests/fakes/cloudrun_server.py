@@ -412,13 +412,21 @@ def start_fake_cloudrun(*, project: str = DEFAULT_PROJECT, region: str = DEFAULT
 
 # What the test jobs need that Cloud Run cannot enforce, accepted by the operator of the fake host.
 ACCEPTED_BY_TEST_HOSTS = ("non_root_user", "read_only_root", "pids_limit")
+# The fake's lags are a fraction of a second (Realism), so a test host waits for them on that scale
+# where a real host waits seconds.
+FAST_TIMING = {
+    "status_poll_seconds": 0.05,
+    "log_quiet_seconds": 0.1,
+    "log_wait_seconds": 3.0,
+}
 
 
 def cloudrun_host_spec(fake: FakeCloudRun, *, name: str = "fake-cloudrun", **config: Any) -> HostSpec:
     """Return a Cloud Run host that talks to ``fake``; ``config`` overrides or adds config keys.
 
     The host accepts ``ACCEPTED_BY_TEST_HOSTS`` as unenforced, as an operator must for Cloud Run to
-    run any job; pass ``accept_unenforced=[]`` for a host that accepts nothing.
+    run any job; pass ``accept_unenforced=[]`` for a host that accepts nothing. It waits for late
+    entries and results on the fake's time scale (``FAST_TIMING``).
     """
     return HostSpec(
         name=name,
@@ -430,6 +438,7 @@ def cloudrun_host_spec(fake: FakeCloudRun, *, name: str = "fake-cloudrun", **con
             "credentials": "anonymous",
             "job_name_prefix": "cmtest",
             "accept_unenforced": list(ACCEPTED_BY_TEST_HOSTS),
+            **FAST_TIMING,
             **config,
         },
     )

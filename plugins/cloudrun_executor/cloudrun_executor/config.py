@@ -21,6 +21,16 @@ DEFAULT_JOB_NAME_PREFIX = "cm"
 DEFAULT_API_TIMEOUT_SECONDS = 30.0
 DEFAULT_HEALTH_TIMEOUT_SECONDS = 5.0
 DEFAULT_LOG_CAP_BYTES = 1024 * 1024  # per stream, like the other executors' caps
+# Cloud Run's Admin API has per-minute read quotas per region: an execution's state is read at most
+# this often once it has run a while (the first reads come sooner, one second apart and doubling).
+DEFAULT_STATUS_POLL_SECONDS = 10.0
+# Log entries reach Cloud Logging seconds, sometimes about a minute, after they are printed: the
+# harvest waits for the last attempt's exit entry, then for this long without a new entry...
+DEFAULT_LOG_QUIET_SECONDS = 10.0
+# ...but never longer than this in all, nor for a task result that has not been filled in yet.
+DEFAULT_LOG_WAIT_SECONDS = 120.0
+# A managed job with no execution this old is a leftover of a launch that failed half-way: swept.
+DEFAULT_ORPHAN_JOB_SECONDS = 600.0
 VPC_EGRESS_VALUES = ("all-traffic", "private-ranges-only")
 CREDENTIAL_MODES = ("default", "anonymous")
 
@@ -50,6 +60,10 @@ KNOWN_KEYS = frozenset(
         "api_timeout_seconds",
         "health_timeout_seconds",
         "log_cap_bytes",
+        "status_poll_seconds",
+        "log_quiet_seconds",
+        "log_wait_seconds",
+        "orphan_job_seconds",
         "accept_unenforced",
         # Read by the core policy (registry allow-list), not by this plugin.
         "allowed_registries",
@@ -80,6 +94,10 @@ class CloudRunConfig:
     api_timeout_seconds: float = DEFAULT_API_TIMEOUT_SECONDS
     health_timeout_seconds: float = DEFAULT_HEALTH_TIMEOUT_SECONDS
     log_cap_bytes: int = DEFAULT_LOG_CAP_BYTES
+    status_poll_seconds: float = DEFAULT_STATUS_POLL_SECONDS
+    log_quiet_seconds: float = DEFAULT_LOG_QUIET_SECONDS
+    log_wait_seconds: float = DEFAULT_LOG_WAIT_SECONDS
+    orphan_job_seconds: float = DEFAULT_ORPHAN_JOB_SECONDS
     # The manager deployment the jobs belong to (HostSpec.owner), kept as a label.
     owner: str = "default"
     # Protections Cloud Run cannot enforce that the operator accepts running jobs without.
@@ -118,6 +136,10 @@ def load_config(host: HostSpec) -> CloudRunConfig:
         api_timeout_seconds=float(cfg.get("api_timeout_seconds", DEFAULT_API_TIMEOUT_SECONDS)),
         health_timeout_seconds=float(cfg.get("health_timeout_seconds", DEFAULT_HEALTH_TIMEOUT_SECONDS)),
         log_cap_bytes=int(cfg.get("log_cap_bytes", DEFAULT_LOG_CAP_BYTES)),
+        status_poll_seconds=float(cfg.get("status_poll_seconds", DEFAULT_STATUS_POLL_SECONDS)),
+        log_quiet_seconds=float(cfg.get("log_quiet_seconds", DEFAULT_LOG_QUIET_SECONDS)),
+        log_wait_seconds=float(cfg.get("log_wait_seconds", DEFAULT_LOG_WAIT_SECONDS)),
+        orphan_job_seconds=float(cfg.get("orphan_job_seconds", DEFAULT_ORPHAN_JOB_SECONDS)),
         owner=host.owner,
         accept_unenforced=accepted_unenforced(cfg),
     )
@@ -290,7 +312,15 @@ def _accept_unenforced(name: str, cfg: Mapping[str, Any]) -> Iterator[Violation]
 
 
 def _numbers(name: str, cfg: Mapping[str, Any]) -> Iterator[Violation]:
-    for key in ("api_timeout_seconds", "health_timeout_seconds", "log_cap_bytes"):
+    for key in (
+        "api_timeout_seconds",
+        "health_timeout_seconds",
+        "log_cap_bytes",
+        "status_poll_seconds",
+        "log_quiet_seconds",
+        "log_wait_seconds",
+        "orphan_job_seconds",
+    ):
         value = cfg.get(key)
         if value is None:
             continue

@@ -21,6 +21,13 @@ TRANSIENT = (
 GOOGLE_ERRORS = (api_exceptions.GoogleAPIError, google.auth.exceptions.GoogleAuthError)
 
 
+class LogReadFailed(ExecutorError):
+    """Cloud Logging refused to give an execution's output (throttled past the wait, or forbidden).
+
+    It is this job's harvest that failed, not the host: Cloud Run itself may be fine.
+    """
+
+
 def describe(exc: BaseException) -> str:
     """Return a one-line account of a Google exception: its status and the server's message."""
     if isinstance(exc, api_exceptions.GoogleAPICallError):

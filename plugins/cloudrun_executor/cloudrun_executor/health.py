@@ -1,7 +1,9 @@
 """Check that a Cloud Run host can run jobs now: configuration, credentials, reachability, permissions.
 
 Two cheap reads prove what launching and reading logs need: listing one job in the host's region
-(Cloud Run Admin API) and one ``cloud_run_job`` log entry (Cloud Logging). Nothing here raises.
+(Cloud Run Admin API) and one ``cloud_run_job`` log entry (Cloud Logging). Both share one deadline,
+``health_timeout_seconds`` in all, so a slow API cannot hold the probe for twice that. Nothing here
+raises.
 """
 
 from __future__ import annotations
@@ -39,12 +41,20 @@ def check_health(host: HostSpec, clients: ClientCache) -> HealthStatus:
         return result(" ".join(v.message for v in problems))
     config = load_config(host)
     where = {"project": config.project, "region": config.region, "endpoint": config.api_endpoint or "default"}
+    deadline = started + config.health_timeout_seconds
+
+    def remaining() -> float:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise api_exceptions.DeadlineExceeded(f"no answer within {config.health_timeout_seconds} s")
+        return left
+
     try:
         session = clients.get(config)
         session.jobs.list_jobs(
             request=run_v2.ListJobsRequest(parent=config.location, page_size=1),
             retry=None,
-            timeout=config.health_timeout_seconds,
+            timeout=remaining(),
         )
     except google.auth.exceptions.DefaultCredentialsError as exc:
         return result(
@@ -65,7 +75,7 @@ def check_health(host: HostSpec, clients: ClientCache) -> HealthStatus:
                 page_size=1,
             ),
             retry=None,
-            timeout=config.health_timeout_seconds,
+            timeout=remaining(),
         )
     except GOOGLE_ERRORS as exc:
         return result(

@@ -8,9 +8,12 @@ job is retried only by the manager.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
+import attrs
 from google.api_core import exceptions as api_exceptions
 from google.api_core import operation
 from google.api_core.future import polling
@@ -25,10 +28,10 @@ from cloudrun_executor.config import (
     config_violations,
     load_config,
 )
-from cloudrun_executor.errors import GOOGLE_ERRORS, wrap
+from cloudrun_executor.errors import GOOGLE_ERRORS, TRANSIENT, LogReadFailed, wrap
 from cloudrun_executor.health import check_health
 from cloudrun_executor.limits import cloudrun_job_violations
-from cloudrun_executor.logs import read_logs
+from cloudrun_executor.logs import LogSource, Settling, logs_from, oom_note, settled_entries
 from cloudrun_executor.naming import (
     JOB_ID_ANNOTATION,
     MANAGED_BY_LABEL,
@@ -39,7 +42,13 @@ from cloudrun_executor.naming import (
     job_path,
     label_value,
 )
-from cloudrun_executor.status import execution_state, execution_status, needs_tasks
+from cloudrun_executor.status import (
+    cancelled,
+    execution_state,
+    execution_status,
+    has_attempt_result,
+    needs_tasks,
+)
 from cloudrun_executor.translate import build_job
 from container_manager_core.capabilities import Capabilities, unenforceable
 from container_manager_core.errors import (
@@ -67,6 +76,18 @@ from container_manager_core.types import (
 # them often at first instead of api_core's default one-second start.
 _OPERATION_POLLING = polling.DEFAULT_POLLING.with_delay(initial=0.1, maximum=2.0, multiplier=1.5)
 _PAGE_SIZE = 100
+# The first pause between two reads of an execution's state in wait_for_exit; it doubles up to the
+# host's status_poll_seconds.
+_FIRST_STATUS_PAUSE = 1.0
+# Condition.CommonReason values (google/cloud/run/v2/condition.proto) that mean the image cannot be had.
+_IMAGE_REASONS = frozenset(
+    {
+        run_v2.Condition.CommonReason.CONTAINER_MISSING,
+        run_v2.Condition.CommonReason.CONTAINER_PERMISSION_DENIED,
+        run_v2.Condition.CommonReason.CONTAINER_IMAGE_UNAUTHORIZED,
+        run_v2.Condition.CommonReason.CONTAINER_IMAGE_AUTHORIZATION_CHECK_FAILED,
+    }
+)
 
 
 class CloudRunExecutor(ExecutorPlugin):
@@ -113,9 +134,11 @@ class CloudRunExecutor(ExecutorPlugin):
                 return Execution(existing, adopted=True)
             started = clients.jobs.run_job(request=run_v2.RunJobRequest(name=path), **calls)
         except GOOGLE_ERRORS as exc:
+            if not isinstance(exc, TRANSIENT):
+                # Refused for good after the job may have been created: leave no job behind to count
+                # against the region's 1000. A transient failure keeps it, for the retry to reuse.
+                self._delete_job_quietly(config, clients, path)
             if isinstance(exc, api_exceptions.GoogleAPICallError) and job.image in str(exc.message):
-                # Cloud Run resolves the image when the job is created or updated and names it when
-                # it cannot ("Image '...' not found.").
                 raise ImagePullFailed(job.image, str(exc.message)) from exc
             raise wrap(exc, f"launch job {job.job_id!r} as Cloud Run job {path!r}", launching=True) from exc
         # RunJob's operation lasts as long as the execution; its metadata already names it.
@@ -138,17 +161,62 @@ class CloudRunExecutor(ExecutorPlugin):
         except api_exceptions.NotFound:
             try:
                 created = clients.jobs.create_job(parent=config.location, job=desired, job_id=name, **calls)
-                _finish(created, config)
-                return None
             except api_exceptions.AlreadyExists:
                 pass  # a concurrent launch of the same job created it first: continue as if it existed
+            else:
+                self._until_ready(config, clients, job, path, created)
+                return None
         # One Cloud Run job per job id, so any execution it still has is this job's launch.
         executions = self._executions_of(clients, path, calls)
         if executions:
             return executions[0].name
         desired.name = path
-        _finish(clients.jobs.update_job(job=desired, **calls), config)
+        self._until_ready(config, clients, job, path, clients.jobs.update_job(job=desired, **calls))
         return None
+
+    def _until_ready(
+        self,
+        config: CloudRunConfig,
+        clients: CloudRunClients,
+        job: JobSpec,
+        path: str,
+        pending: operation.Operation,
+    ) -> None:
+        """Wait for a created or updated job to be ready; delete it and raise if it never will be.
+
+        Cloud Run accepts the job at once and checks it afterwards: its Ready condition (the job's
+        terminal_condition) fails later, with a reason such as CONTAINER_MISSING or
+        SECRETS_ACCESS_CHECK_FAILED, and the operation fails with it.
+        """
+        try:
+            _finish(pending, config)
+            return
+        except api_exceptions.GoogleAPICallError as exc:
+            if isinstance(exc, TRANSIENT):
+                raise
+            failure: api_exceptions.GoogleAPICallError = exc
+        ready = self._ready_condition(config, clients, path)
+        self._delete_job_quietly(config, clients, path)
+        message = (ready.message if ready is not None else "") or str(failure.message)
+        if ready is not None and ready.reason in _IMAGE_REASONS:
+            raise ImagePullFailed(job.image, message) from failure
+        raise LaunchFailed(
+            f"Cloud Run refused job {job.job_id!r} ({path!r}) once it checked it: {message}"
+        ) from failure
+
+    def _ready_condition(
+        self, config: CloudRunConfig, clients: CloudRunClients, path: str
+    ) -> run_v2.Condition | None:
+        try:
+            stored = clients.jobs.get_job(name=path, **_call_options(config))
+        except GOOGLE_ERRORS:
+            return None
+        return stored.terminal_condition if "terminal_condition" in stored else None
+
+    def _delete_job_quietly(self, config: CloudRunConfig, clients: CloudRunClients, path: str) -> None:
+        # Best effort: what this misses, reconcile's sweep of execution-less jobs deletes later.
+        with contextlib.suppress(*GOOGLE_ERRORS, ExecutorUnavailable):
+            _finish(clients.jobs.delete_job(name=path, **_call_options(config)), config)
 
     def check_status(self, host: HostSpec, execution_id: str) -> ExecutionStatus:
         config, name = self._config_and_name(host, execution_id)
@@ -158,27 +226,81 @@ class CloudRunExecutor(ExecutorPlugin):
         calls = _call_options(config)
         try:
             execution = clients.executions.get_execution(name=execution_id, **calls)
-            tasks = (
-                list(clients.tasks.list_tasks(parent=execution_id, **calls)) if needs_tasks(execution) else []
-            )
+            tasks = self._tasks(config, clients, execution) if needs_tasks(execution) else []
         except api_exceptions.NotFound:
             return ExecutionStatus(ExecutionState.NOT_FOUND)
         except GOOGLE_ERRORS as exc:
             raise wrap(exc, f"read Cloud Run execution {execution_id!r}") from exc
-        return execution_status(execution, tasks)
+        status = execution_status(execution, tasks)
+        if needs_tasks(execution) and not cancelled(execution) and execution.start_time is not None:
+            note = self._oom_note(config, clients, name, execution)
+            if note is not None:
+                return attrs.evolve(status, oom_killed=True, error=note)
+        return status
+
+    def _tasks(
+        self, config: CloudRunConfig, clients: CloudRunClients, execution: run_v2.Execution
+    ) -> list[run_v2.Task]:
+        """Return the execution's tasks, re-read (bounded) until the last attempt's result is in.
+
+        A task is reconciled apart from its execution, so its result may lag the execution's end;
+        an execution that never started a container has none to wait for.
+        """
+        calls = _call_options(config)
+        deadline = time.monotonic() + config.log_wait_seconds
+        pause = _FIRST_STATUS_PAUSE
+        while True:
+            tasks = list(clients.tasks.list_tasks(parent=execution.name, **calls))
+            if has_attempt_result(tasks) or execution.start_time is None or cancelled(execution):
+                return tasks
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return tasks
+            time.sleep(min(pause, remaining, config.status_poll_seconds))
+            pause *= 2
+
+    def _oom_note(
+        self,
+        config: CloudRunConfig,
+        clients: CloudRunClients,
+        name: ExecutionName,
+        execution: run_v2.Execution,
+    ) -> str | None:
+        """Return Cloud Run's out-of-memory note for the execution: its only sign of an OOM kill."""
+        source = self._log_source(config, clients, name, execution)
+        settling = Settling(quiet=0.0, wait=config.log_wait_seconds, expect_exit=True)
+        try:
+            entries = settled_entries(source, settling, what=f"read the system log of {execution.name!r}")
+        except (LogReadFailed, *GOOGLE_ERRORS):
+            return None  # the exit is known; only whether memory ended it is not
+        return oom_note(entries)
+
+    def _log_source(
+        self,
+        config: CloudRunConfig,
+        clients: CloudRunClients,
+        name: ExecutionName,
+        execution: run_v2.Execution,
+    ) -> LogSource:
+        return LogSource(
+            clients.logging, config.project, name, execution.create_time, config.api_timeout_seconds
+        )
 
     def get_logs(self, host: HostSpec, execution_id: str, *, timestamps: bool) -> ExecutionLogs:
         config, clients, name, execution = self._existing(host, execution_id)
+        exited = execution_state(execution) is ExecutionState.EXITED
+        # A running execution's logs are what has arrived so far. A finished one's are read once
+        # late entries have had time to arrive, unless it finished longer ago than they can take.
+        recent = exited and _age(execution.completion_time) < config.log_wait_seconds
+        settling = Settling(
+            quiet=config.log_quiet_seconds if recent else 0.0,
+            wait=config.log_wait_seconds if recent else 0.0,
+            expect_exit=recent and execution.start_time is not None and not cancelled(execution),
+        )
+        what = f"read the logs of Cloud Run execution {execution_id!r} from Cloud Logging"
         try:
-            return read_logs(
-                clients.logging,
-                config.project,
-                name,
-                since=execution.create_time,
-                timestamps=timestamps,
-                limit=config.log_cap_bytes,
-                timeout=config.api_timeout_seconds,
-            )
+            entries = settled_entries(self._log_source(config, clients, name, execution), settling, what=what)
+            return logs_from(entries, timestamps=timestamps, limit=config.log_cap_bytes)
         except GOOGLE_ERRORS as exc:
             raise wrap(
                 exc, f"read the logs of Cloud Run execution {execution_id!r} from Cloud Logging"
@@ -236,6 +358,35 @@ class CloudRunExecutor(ExecutorPlugin):
             return False
         return True
 
+    def wait_for_exit(self, host: HostSpec, execution_id: str, timeout: float) -> bool:
+        """Read only the execution (no tasks, no logs), one second apart at first, then less often.
+
+        Cloud Run's Admin API reads are rationed per minute and region: a throttled read counts as
+        "still running" and the next one waits longer, instead of failing the watch.
+        """
+        config, name = self._config_and_name(host, execution_id)
+        if name is None:
+            return True
+        clients = self._connect(host, config)
+        deadline = time.monotonic() + max(0.0, timeout)
+        pause = min(_FIRST_STATUS_PAUSE, config.status_poll_seconds)
+        while True:
+            try:
+                execution = clients.executions.get_execution(name=execution_id, **_call_options(config))
+                if execution_state(execution) is ExecutionState.EXITED:
+                    return True
+            except api_exceptions.NotFound:
+                return True
+            except api_exceptions.TooManyRequests:
+                pause = config.status_poll_seconds
+            except GOOGLE_ERRORS as exc:
+                raise wrap(exc, f"read Cloud Run execution {execution_id!r}") from exc
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 2, config.status_poll_seconds)
+
     def get_health_status(self, host: HostSpec) -> HealthStatus:
         return check_health(host, self._clients)
 
@@ -246,8 +397,17 @@ class CloudRunExecutor(ExecutorPlugin):
         try:
             for job in self._our_jobs(config, clients):
                 job_id = job.annotations.get(JOB_ID_ANNOTATION)
+                executions = self._executions_of(clients, job.name, calls)
                 if job_id:
-                    found.extend((job_id, e.name) for e in self._executions_of(clients, job.name, calls))
+                    found.extend((job_id, e.name) for e in executions)
+                if (
+                    not executions
+                    and config.delete_after_run
+                    and _age(job.create_time) > config.orphan_job_seconds
+                ):
+                    # A launch that failed between CreateJob and RunJob left it: no execution will
+                    # ever clean it up, and every job counts against the region's limit of 1000.
+                    self._delete_job_quietly(config, clients, job.name)
         except GOOGLE_ERRORS as exc:
             raise wrap(exc, f"list this manager's Cloud Run executions in {config.location!r}") from exc
         return found
@@ -300,14 +460,12 @@ class CloudRunExecutor(ExecutorPlugin):
 
     def _our_jobs(self, config: CloudRunConfig, clients: CloudRunClients) -> Iterator[run_v2.Job]:
         request = run_v2.ListJobsRequest(parent=config.location, page_size=_PAGE_SIZE)
-        prefix = f"{config.location}/jobs/{config.job_name_prefix}-"
+        # Cloud Run names jobs with the project number where the configuration has the project id,
+        # so only the part after the project is compared.
+        prefix = f"/locations/{config.region}/jobs/{config.job_name_prefix}-"
         for job in clients.jobs.list_jobs(request=request, **_call_options(config)):
             ours = job.labels.get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE
-            if (
-                ours
-                and job.labels.get(OWNER_LABEL) == label_value(config.owner)
-                and job.name.startswith(prefix)
-            ):
+            if ours and job.labels.get(OWNER_LABEL) == label_value(config.owner) and prefix in job.name:
                 yield job
 
 
@@ -316,6 +474,13 @@ def _load(host: HostSpec) -> CloudRunConfig:
         return load_config(host)
     except ConfigError as exc:
         raise ExecutorError(f"Cloud Run host {host.name!r} is misconfigured: {exc}") from exc
+
+
+def _age(moment: datetime | None) -> float:
+    """Return how many seconds ago ``moment`` was (0 when unknown)."""
+    if moment is None:
+        return 0.0
+    return (datetime.now(UTC) - moment) / timedelta(seconds=1)
 
 
 def _call_options(config: CloudRunConfig) -> dict[str, Any]:

@@ -1,8 +1,12 @@
 """Map a Cloud Run execution (and its task) to an :class:`ExecutionStatus`.
 
 Cloud Run reports an execution's progress in its ``Completed`` condition; the exit code lives on the
-task's last attempt, and otherwise only in the condition's message ("... The container exited with
-an exit code of 3."), which is read as a fallback.
+task's last attempt (``exit_code``, or ``term_signal`` for a container the system killed), and
+otherwise only in the condition's message ("... The container exited with an exit code of 3.",
+"exit code: 3 and message: ..."), which is read as a fallback. A failure that names no code (the
+container never started, "The container exited with an error.") has an unknown exit code: None,
+never a made-up 1. A cancel is recognised before anything else, and success needs every task to
+have succeeded.
 """
 
 from __future__ import annotations
@@ -51,10 +55,33 @@ def execution_state(execution: run_v2.Execution) -> ExecutionState:
     return state
 
 
-def needs_tasks(execution: run_v2.Execution) -> bool:
-    """Say whether the status needs the task's last attempt: only a failed execution does."""
+def cancelled(execution: run_v2.Execution) -> bool:
+    """Say whether the execution was cancelled, whatever state its Completed condition reads."""
     condition = completed_condition(execution)
-    return condition is not None and condition.state == _State.CONDITION_FAILED
+    return bool(execution.cancelled_count) or (
+        condition is not None and condition.execution_reason == _Reason.CANCELLED
+    )
+
+
+def succeeded(execution: run_v2.Execution) -> bool:
+    """Say whether the execution succeeded: not cancelled, and every one of its tasks succeeded."""
+    condition = completed_condition(execution)
+    return (
+        condition is not None
+        and condition.state == _State.CONDITION_SUCCEEDED
+        and not cancelled(execution)
+        and execution.succeeded_count >= max(1, execution.task_count)
+    )
+
+
+def needs_tasks(execution: run_v2.Execution) -> bool:
+    """Say whether the status needs the task's last attempt: an exited execution that did not succeed."""
+    return execution_state(execution) is ExecutionState.EXITED and not succeeded(execution)
+
+
+def has_attempt_result(tasks: Sequence[run_v2.Task]) -> bool:
+    """Say whether Cloud Run has filled in the last attempt's result (it may lag the execution)."""
+    return _last_attempt(tasks) is not None
 
 
 def execution_status(execution: run_v2.Execution, tasks: Sequence[run_v2.Task] = ()) -> ExecutionStatus:
@@ -70,14 +97,12 @@ def execution_status(execution: run_v2.Execution, tasks: Sequence[run_v2.Task] =
 
 def _exit(execution: run_v2.Execution, tasks: Sequence[run_v2.Task]) -> tuple[int | None, str | None]:
     condition = completed_condition(execution)
-    if condition is not None and condition.state == _State.CONDITION_SUCCEEDED:
-        return 0, None
     attempt = _last_attempt(tasks)
     task_code = _task_exit_code(attempt)
-    if execution.cancelled_count or (
-        condition is not None and condition.execution_reason == _Reason.CANCELLED
-    ):
+    if cancelled(execution):
         return task_code, CANCELLED
+    if succeeded(execution):
+        return 0, None
     message = _failure_message(condition, tasks, attempt)
     if _TIMEOUT.search(message) or (attempt is not None and attempt.status.code == _DEADLINE_EXCEEDED):
         timeout = execution.template.timeout
@@ -87,7 +112,8 @@ def _exit(execution: run_v2.Execution, tasks: Sequence[run_v2.Task]) -> tuple[in
         return task_code, None
     if (match := _EXIT_CODE.search(message)) is not None:
         return int(match[1]), None
-    return 1, message or "Cloud Run reported the execution as failed without saying why."
+    # No code anywhere: unknown, with Cloud Run's words for what happened.
+    return None, message or "Cloud Run reported the execution as failed without saying why."
 
 
 def _last_attempt(tasks: Sequence[run_v2.Task]) -> run_v2.TaskAttemptResult | None:
