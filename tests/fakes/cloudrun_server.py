@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent import futures
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -119,7 +120,8 @@ class FakeCloudRun:
     def refuse_image(self, image: str) -> None:
         """Make ``image`` missing: a job using it is created, then fails its Ready condition with
         CONTAINER_MISSING; an execution of a job created before fails before its container starts."""
-        self.state.missing_images.add(image)
+        with self.state.lock:
+            self.state.missing_images.setdefault(image, datetime.now(UTC))
 
     def deny_secret(self, secret: str) -> None:
         """Make the job's identity unable to read ``secret``: SECRETS_ACCESS_CHECK_FAILED at readiness."""

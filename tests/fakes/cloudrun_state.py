@@ -132,9 +132,15 @@ class FakeExecution:
     start_delay: float
     realism: Realism = attrs.field(factory=Realism)
     project_id: str = "fake-project"
-    # Set when the image was gone by the time the execution ran: it fails before any container starts.
-    missing_image: str | None = None
+    # When each image went missing: gone before the execution starts, it fails before any container does.
+    missing_images: dict[str, datetime] = attrs.field(factory=dict)
     cancelled_at: datetime | None = None
+
+    @property
+    def missing_image(self) -> str | None:
+        image = self.task_template.containers[0].image
+        removed = self.missing_images.get(image)
+        return image if removed is not None and removed <= self.start else None
 
     @property
     def task_template(self) -> run_v2.TaskTemplate:
@@ -449,7 +455,7 @@ class FakeCloudRunState:
         self.executions: dict[str, FakeExecution] = {}
         self.operations: dict[str, FakeOperation] = {}
         self.archived_logs: list[LogEntry] = []
-        self.missing_images: set[str] = set()
+        self.missing_images: dict[str, datetime] = {}
         self.denied_secrets: set[str] = set()
         self.project_ids: dict[str, str] = {}
 
@@ -624,7 +630,7 @@ class FakeCloudRunState:
                 realism=self.realism,
                 project_id=self.project_id(project),
                 # An image deleted after the job became ready fails the execution before it starts.
-                missing_image=container.image if container.image in self.missing_images else None,
+                missing_images=self.missing_images,
             )
             job.execution_count += 1
             job.latest_created_execution = run_v2.ExecutionReference(name=execution_name, create_time=_now())

@@ -46,7 +46,9 @@ def check_health(host: HostSpec, clients: ClientCache) -> HealthStatus:
     def remaining() -> float:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise api_exceptions.DeadlineExceeded(f"no answer within {config.health_timeout_seconds} s")
+            raise api_exceptions.DeadlineExceeded(  # type: ignore[no-untyped-call]
+                f"no answer within {config.health_timeout_seconds} s"
+            )
         return left
 
     try:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterator
 
+from cloudrun_executor.translate import SECRET_PREFIX, is_secret_reference
 from container_manager_core.types import JobSpec, Violation
 
 MIN_MEMORY_MB = 512
@@ -109,6 +110,16 @@ def _environment(job: JobSpec) -> Iterator[Violation]:
                 "cloudrun_env_reserved",
                 f"Environment variable {name!r} is reserved by Cloud Run (names starting with "
                 f"{RESERVED_ENV_PREFIX!r} and {sorted(RESERVED_ENV_NAMES)!r} are set by the platform).",
+                "env",
+            )
+    for name, value in job.env.items():
+        if value.startswith(SECRET_PREFIX) and not is_secret_reference(value):
+            # The value is not quoted: it may be a secret pasted in by mistake.
+            yield Violation(
+                "cloudrun_secret_reference_invalid",
+                f"Environment variable {name!r} starts with {SECRET_PREFIX!r} but is not a Secret Manager "
+                f"reference: write {SECRET_PREFIX}SECRET, {SECRET_PREFIX}SECRET#VERSION or "
+                f"{SECRET_PREFIX}projects/PROJECT/secrets/SECRET#VERSION.",
                 "env",
             )
 

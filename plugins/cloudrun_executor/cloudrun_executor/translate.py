@@ -10,6 +10,7 @@ settings that cannot be honoured at all.
 from __future__ import annotations
 
 import math
+import re
 
 from google.cloud import run_v2
 from google.protobuf import duration_pb2
@@ -27,6 +28,14 @@ CONTAINER_NAME = "job"
 # Google Cloud resources carry at most 64 labels.
 MAX_LABELS = 64
 _MIB = 1024 * 1024
+# An environment value "sm://SECRET" or "sm://SECRET#VERSION" (SECRET may be
+# "projects/P/secrets/NAME" for another project's) is a Secret Manager reference: Cloud Run reads the
+# secret when the task starts, and the value never appears in the job, where anyone with Viewer on the
+# project can read plain values.
+SECRET_PREFIX = "sm://"  # noqa: S105 (a URL scheme, not a password)
+_SECRET_REFERENCE = re.compile(
+    r"^sm://(?P<secret>(?:projects/[^/#]+/secrets/)?[A-Za-z0-9_-]{1,255})(?:#(?P<version>latest|[1-9][0-9]*))?$"
+)
 _EGRESS = {
     "all-traffic": run_v2.VpcAccess.VpcEgress.ALL_TRAFFIC,
     "private-ranges-only": run_v2.VpcAccess.VpcEgress.PRIVATE_RANGES_ONLY,
@@ -70,7 +79,7 @@ def _container(job: JobSpec) -> run_v2.Container:
     container = run_v2.Container(
         name=CONTAINER_NAME,
         image=job.image,
-        env=[run_v2.EnvVar(name=name, value=value) for name, value in job.env.items()],
+        env=[env_var(name, value) for name, value in job.env.items()],
         volume_mounts=[
             run_v2.VolumeMount(name=_tmpfs_name(index), mount_path=mount.path)
             for index, mount in enumerate(job.tmpfs)
@@ -90,6 +99,20 @@ def _container(job: JobSpec) -> run_v2.Container:
     if limits:
         container.resources = run_v2.ResourceRequirements(limits=limits)
     return container
+
+
+def is_secret_reference(value: str) -> bool:
+    """Say whether ``value`` is a well-formed Secret Manager reference."""
+    return _SECRET_REFERENCE.match(value) is not None
+
+
+def env_var(name: str, value: str) -> run_v2.EnvVar:
+    """Return the variable, as a Secret Manager reference when ``value`` is one (see SECRET_PREFIX)."""
+    match = _SECRET_REFERENCE.match(value)
+    if match is None:
+        return run_v2.EnvVar(name=name, value=value)
+    selector = run_v2.SecretKeySelector(secret=match["secret"], version=match["version"] or "latest")
+    return run_v2.EnvVar(name=name, value_source=run_v2.EnvVarSource(secret_key_ref=selector))
 
 
 def split_command(command: Command) -> tuple[list[str], list[str]]:
