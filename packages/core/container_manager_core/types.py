@@ -19,6 +19,8 @@ from typing import Any
 
 import attrs
 
+from container_manager_core.secrets import mask_values, redact, scrub
+
 _ABSOLUTE_PATH = re.compile(r"^/[^\x00]*$")
 
 
@@ -26,8 +28,13 @@ def _frozen_str_map(value: Mapping[str, str] | Iterable[tuple[str, str]] | None)
     # Values arrive from JSON fields and user code: check each one rather than trust the annotation.
     source: dict[Any, Any] = dict(value or {})
     for key, val in source.items():
-        if not isinstance(key, str) or not isinstance(val, str):
-            raise TypeError(f"Expected a mapping of str to str, got {key!r}: {val!r}.")
+        # Name the key and the kinds, never the value: it may be a secret.
+        if not isinstance(key, str):
+            raise TypeError(f"Expected a mapping of str to str, got a {type(key).__name__} key.")
+        if not isinstance(val, str):
+            raise TypeError(
+                f"Expected a mapping of str to str, got a {type(val).__name__} value for {key!r}."
+            )
     return MappingProxyType(source)
 
 
@@ -37,7 +44,7 @@ def _frozen_any_map(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
 
 def _str_tuple(value: Iterable[str] | None) -> tuple[str, ...]:
     if isinstance(value, str):
-        raise TypeError(f"Expected a sequence of strings, got the string {value!r}.")
+        raise TypeError("Expected a sequence of strings, got a string.")
     return tuple(value or ())
 
 
@@ -63,6 +70,16 @@ def _positive(_instance: object, attribute: attrs.Attribute[Any], value: float |
         raise ValueError(f"{attribute.name} must be a positive finite number, got {value!r}.")
 
 
+def _scrubbed(args: tuple[str, ...]) -> tuple[str, ...]:
+    # A command may quote a credential (a URL with a password, a token): reprs mask it.
+    return tuple(scrub(arg) for arg in args)
+
+
+def _names_only(env: Mapping[str, str]) -> str:
+    # Environment values are never shown, secret-looking or not; their names are.
+    return repr(mask_values(env))
+
+
 class CommandForm(enum.StrEnum):
     SHELL = "shell"
     EXEC = "exec"
@@ -73,7 +90,7 @@ class Command:
     """What the container runs: a shell string (``/bin/sh -c``) or an exec-form argument list."""
 
     form: CommandForm = attrs.field(converter=CommandForm)
-    args: tuple[str, ...] = attrs.field(converter=_str_tuple)
+    args: tuple[str, ...] = attrs.field(converter=_str_tuple, repr=lambda args: repr(_scrubbed(args)))
 
     @args.validator
     def _check_args(self, _attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
@@ -142,7 +159,7 @@ class JobSpec:
     image: str = attrs.field(validator=attrs.validators.min_len(1))
     command: Command | None = None
     name: str = ""
-    env: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_str_map)
+    env: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_str_map, repr=_names_only)
     working_dir: str | None = attrs.field(default=None, validator=_absolute_path)
     user: str | None = None
     memory_limit_mb: int | None = attrs.field(default=None, validator=_positive)
@@ -177,8 +194,6 @@ class TlsSettings:
 
 
 def _redact(config: Mapping[str, Any]) -> str:
-    from container_manager_core.secrets import redact
-
     return repr(redact(config))
 
 

@@ -3,7 +3,8 @@
 Every action calls a model method (request_cancel and requeue through jobactions, duplicate) or the
 health helper; the admin never assigns a status. The job page's console, the workers page and the
 console's columns live in console/views.py (JobConsole, the job admin's base). Secrets in host
-configs and job environments are shown masked.
+configs are shown masked; environment variables (templates, job overrides) are write-only: their
+names are shown, their values never.
 """
 
 from __future__ import annotations
@@ -27,14 +28,14 @@ from container_manager import jobactions
 from container_manager.console.filters import WorkerFilter
 from container_manager.console.throughput import last_hour
 from container_manager.console.views import JobConsole
+from container_manager.envforms import WriteOnlyEnvMixin
 from container_manager.estimates import EstimatingPaginator, RowCount, row_count
-from container_manager.forms import ContainerJobForm, ExecutorHostForm
+from container_manager.forms import ContainerJobForm, EnvironmentVariableTemplateForm, ExecutorHostForm
 from container_manager.health import check_host
 from container_manager.models import ContainerJob, EnvironmentVariableTemplate, ExecutorHost
 from container_manager.states import ACTIVE_STATUSES, CLAIMABLE_STATUSES, JobStatus
 from container_manager.workers import WorkerProcess
 from container_manager_core.envfile import EnvSyntaxError
-from container_manager_core.secrets import redact
 
 if TYPE_CHECKING:
     _HostAdminBase = admin.ModelAdmin[ExecutorHost]
@@ -63,6 +64,14 @@ def badge(text: str | Promise, colour: str) -> SafeString:
         colour,
         text,
     )
+
+
+def env_change_message(form: Any, default: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Name the variables an edit set and removed in the history entry; never their values."""
+    summary = form.change_summary() if isinstance(form, WriteOnlyEnvMixin) else []
+    if not summary:
+        return default
+    return [*default, {"changed": {"fields": summary}}]
 
 
 def pretty_json(value: Any) -> SafeString:
@@ -169,9 +178,24 @@ class ExecutorHostAdmin(_HostAdminBase):
 
 @admin.register(EnvironmentVariableTemplate)
 class EnvironmentVariableTemplateAdmin(_TemplateAdminBase):
+    form = EnvironmentVariableTemplateForm
     list_display = ["name", "description", "variable_names", "updated_at"]
     search_fields = ["name", "description"]
+    fields = [
+        "name",
+        "description",
+        "remove_variables",
+        "environment_variables_text",
+        "replace_all_variables",
+        "created_at",
+        "updated_at",
+    ]
     readonly_fields = ["created_at", "updated_at"]
+
+    def construct_change_message(
+        self, request: HttpRequest, form: Any, formsets: Any, add: bool = False
+    ) -> list[dict[str, Any]]:
+        return env_change_message(form, super().construct_change_message(request, form, formsets, add))
 
     @admin.display(description=_("Variables"))
     def variable_names(self, template: EnvironmentVariableTemplate) -> str:
@@ -231,7 +255,11 @@ class ContainerJobAdmin(JobConsole):
     def get_fieldsets(self, request: HttpRequest, obj: ContainerJob | None = None) -> Any:
         # A read-only page renders raw field values; show the masked environment there instead.
         editable = self.has_change_permission(request, obj) if obj is not None else True
-        env_field = "environment_overrides" if editable else "environment_overrides_masked"
+        env_fields = (
+            ["remove_overrides", "environment_overrides", "replace_all_overrides"]
+            if editable
+            else ["environment_overrides_masked"]
+        )
         fieldsets: list[tuple[Any, dict[str, Any]]] = [
             (
                 None,
@@ -241,12 +269,17 @@ class ContainerJobAdmin(JobConsole):
                 _("Placement"),
                 {"fields": ["executor_type", "docker_host", "priority", "scheduled_for", "max_retries"]},
             ),
-            (_("Environment"), {"fields": ["environment_template", env_field, "network_configuration"]}),
+            (_("Environment"), {"fields": ["environment_template", *env_fields, "network_configuration"]}),
             (_("Limits"), {"fields": ["memory_limit", "cpu_limit", "pids_limit", "timeout_seconds"]}),
         ]
         if obj is not None:
             fieldsets.append((_("State"), {"fields": self._state_fields}))
         return fieldsets
+
+    def construct_change_message(
+        self, request: HttpRequest, form: Any, formsets: Any, add: bool = False
+    ) -> list[dict[str, Any]]:
+        return env_change_message(form, super().construct_change_message(request, form, formsets, add))
 
     def has_change_permission(self, request: HttpRequest, obj: ContainerJob | None = None) -> bool:
         # Only a queued job may be edited; use "retry" or "duplicate" for the others.
@@ -297,8 +330,10 @@ class ContainerJobAdmin(JobConsole):
         return label
 
     @admin.display(description=_("Environment overrides"))
-    def environment_overrides_masked(self, job: ContainerJob) -> SafeString:
-        return pretty_json(redact(job.environment_overrides or {}))
+    def environment_overrides_masked(self, job: ContainerJob) -> str:
+        # Names only: values are write-only, whether or not they look secret.
+        overrides = job.environment_overrides
+        return ", ".join(sorted(map(str, overrides))) if isinstance(overrides, dict) and overrides else "-"
 
     @admin.display(description=_("Logs"))
     def logs_link(self, job: ContainerJob) -> SafeString:

@@ -44,7 +44,7 @@ from container_manager_core.envfile import EnvSyntaxError, parse_env_text
 from container_manager_core.errors import NoExecutorPlugin
 from container_manager_core.labels import ATTEMPT_LABEL, JOB_ID_LABEL, MANAGED_LABEL
 from container_manager_core.logtext import storable_text
-from container_manager_core.secrets import redact
+from container_manager_core.secrets import redact, scrub
 from container_manager_core.types import (
     Command,
     CommandForm,
@@ -608,7 +608,8 @@ class ContainerJob(models.Model):
 
     def append_event(self, message: str) -> None:
         """Add a timestamped line to ``docker_log`` (lifecycle events) in the database and in memory."""
-        line = storable_text(f"{timezone.now().isoformat()} {message}\n")[0]  # it may quote an engine
+        # It may quote an engine, and the engine a credential.
+        line = storable_text(f"{timezone.now().isoformat()} {scrub(message)}\n")[0]
         self.docker_log = (self.docker_log or "") + line
         type(self).objects.filter(pk=self.pk).update(
             docker_log=Concat(models.F("docker_log"), models.Value(line))
@@ -721,7 +722,7 @@ class ContainerJob(models.Model):
             **bookkeeping,
             "termination_reason": reason,
             "lease_expires_at": None,
-            "last_error": error,
+            "last_error": scrub(error),
         }
         try:
             with _own_row_write(self):
@@ -757,7 +758,7 @@ class ContainerJob(models.Model):
         changes = {
             **(extra or {}),
             "termination_reason": reason,
-            "last_error": error,
+            "last_error": scrub(error),
             "lease_expires_at": None,
             "completed_at": now or timezone.now(),
         }
@@ -769,7 +770,7 @@ class ContainerJob(models.Model):
         ``unpin`` lets the next claim place the job on another host (only for jobs the user did
         not pin to this one).
         """
-        changes: dict[str, Any] = {"lease_expires_at": None, "last_error": error}
+        changes: dict[str, Any] = {"lease_expires_at": None, "last_error": scrub(error)}
         if unpin:
             changes["docker_host"] = None
         self._owned_transition(JobStatus.PENDING, changes, owner, {JobStatus.LAUNCHING})

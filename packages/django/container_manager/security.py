@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from container_manager_core.secrets import scrub
 from container_manager_core.types import HostSpec, JobSpec, Violation
 
 logger = logging.getLogger("container_manager.security")
@@ -21,8 +22,8 @@ def log_policy_rejection(
     logger.warning(
         "Policy rejected job id=%s name=%r image=%r host=%r source=%s codes=%s fields=%s",
         job.job_id,
-        job.name,
-        job.image,
+        scrub(job.name),
+        scrub(job.image),
         host.name if host is not None else None,
         source,
         ",".join(v.code for v in violations),

@@ -60,7 +60,8 @@ def decode_command(text: str, form: str) -> str | list[str]:
     if form == CommandForm.EXEC.value:
         args = json.loads(text)
         if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args):
-            raise ValueError(f"An exec-form command is stored as a JSON list of strings, got {text!r}.")
+            # Never the text: a command may carry a secret.
+            raise ValueError("An exec-form command is stored as a JSON list of strings, and this one is not.")
         return args
     return text
 

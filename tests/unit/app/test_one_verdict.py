@@ -32,6 +32,7 @@ from container_manager.states import JobStatus, TerminationReason
 from container_manager.worker import claim_sql
 from container_manager.worker.outcome import termination_reason
 from container_manager_core import labels
+from container_manager_core.envfile import format_env_text
 from container_manager_core.errors import HostMisconfigured
 from container_manager_core.types import ExecutionState, ExecutionStatus
 
@@ -130,9 +131,10 @@ def form_verdict(host: ExecutorHost, changes: dict[str, Any]) -> set[str]:
     data: dict[str, Any] = {name: template[name].value() for name in template.fields}
     data = {k: v for k, v in data.items() if v is not None}
     data.update(memory_limit=64, cpu_limit=0.5, pids_limit=64, timeout_seconds=60, user="1001:1001")
-    data.update(environment_overrides="{}", network_configuration="[]")
+    # The admin's overrides are NAME=value lines (values are write-only there).
+    data.update(environment_overrides="", network_configuration="[]")
     for key, value in changes.items():
-        data[key] = value if key != "environment_overrides" else json.dumps(value)
+        data[key] = value if key != "environment_overrides" else format_env_text(value)
     form = ContainerJobForm(data=data)
     if form.is_valid():
         return set()

@@ -51,7 +51,7 @@ def test_any_text_parses_or_raises_env_syntax_error(text: str) -> None:
     except EnvSyntaxError as exc:
         assert str(exc) == f"Line {exc.line_number}: {exc.reason}"
         assert exc.reason.endswith(".")
-        assert exc.line == text.split("\n")[exc.line_number - 1].removesuffix("\r")
+        assert 1 <= exc.line_number <= text.count("\n") + 1
     else:
         assert parse_env_text(format_env_text(parsed)) == parsed
 
@@ -90,18 +90,24 @@ def test_crlf_line_endings_and_export_named_key() -> None:
 @pytest.mark.parametrize(
     ("text", "line_number", "message"),
     [
-        ("A=1\n\nFOO BAR\n", 3, "Line 3: 'FOO BAR' is not KEY=VALUE."),
-        ("# ok\nexport FOO\n", 2, "Line 2: 'export FOO' is not KEY=VALUE."),
-        ("1ABC=x", 1, "Line 1: '1ABC' is not a variable name"),
-        ("MY-KEY=x", 1, "Line 1: 'MY-KEY' is not a variable name"),
-        ("=x", 1, "Line 1: '' is not a variable name"),
+        ("A=1\n\nFOO BAR\n", 3, "Line 3: there is no '=': each variable is NAME=value on a line of its own."),
+        ("# ok\nexport FOO\n", 2, "Line 2: there is no '='"),
+        ("1ABC=x", 1, "Line 1: the text before '=' is not a variable name (it starts with a digit)"),
+        ("MY-KEY=x", 1, "Line 1: the text before '=' is not a variable name (it contains '-')"),
+        ("MY KEY=x", 1, "Line 1: the text before '=' is not a variable name (it contains a space)"),
+        ("CAFÉ=x", 1, "Line 1: the text before '=' is not a variable name (it contains a character other"),
+        ("=x", 1, "Line 1: the text before '=' is not a variable name (it is empty)"),
         ("A=1\nB=2\nA=3\n", 3, "Line 3: 'A' is already set on line 1."),
         ('A="open', 1, "Line 1: the double-quoted value of 'A' is not closed."),
         ('A="ends in backslash\\"', 1, "Line 1: the double-quoted value of 'A' is not closed."),
         ("A='open", 1, "Line 1: the single-quoted value of 'A' is not closed."),
-        ('A="x" y', 1, "Line 1: unexpected text 'y' after the quoted value of 'A'."),
-        ("A='x'y", 1, "Line 1: unexpected text 'y' after the quoted value of 'A'."),
-        ('A="C:\\Users"', 1, "Line 1: unknown escape '\\\\U' in the value of 'A'"),
+        ('A="x" y', 1, "Line 1: there is text after the closing quote of 'A'; only a '#' comment may follow"),
+        ("A='x'y", 1, "Line 1: there is text after the closing quote of 'A'"),
+        (
+            'A="C:\\Users"',
+            1,
+            "Line 1: the double-quoted value of 'A' has an unknown escape at its character 3",
+        ),
         ("A=x\x00y", 1, "Line 1: the line contains a NUL byte."),
     ],
 )
@@ -109,9 +115,43 @@ def test_errors_name_the_line_and_the_reason(text: str, line_number: int, messag
     with pytest.raises(EnvSyntaxError) as info:
         parse_env_text(text)
     assert info.value.line_number == line_number
-    assert info.value.line == text.split("\n")[line_number - 1]
     assert str(info.value).startswith(message)
     assert isinstance(info.value, ValueError)
+
+
+# A malformed line's value must never reach the message: it may be a secret typed on the wrong line.
+MARK = "Zq8vX"
+malformed_with_mark = st.sampled_from(
+    [
+        "DB_PASSWORD {mark}",  # no '='
+        "{mark} DB_PASSWORD=x",  # the value typed before the name
+        "{mark}-TOKEN=x",
+        "9{mark}=x",
+        'A="{mark}',  # unclosed
+        "A='{mark}",
+        'A="x" {mark}',  # text after the quote
+        'A="{mark}\\q{mark}"',  # unknown escape
+        "A={mark}\x00",
+        "A=1\nA={mark}",  # duplicate
+    ]
+)
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(
+        st.tuples(keys, st.text(st.characters(blacklist_characters="\x00\n\r"), max_size=12)), max_size=4
+    ),
+    malformed_with_mark,
+    st.text(st.characters(whitelist_categories=("L", "N")), min_size=0, max_size=8),
+)
+def test_no_error_quotes_what_the_line_holds(good: list[tuple[str, str]], bad: str, noise: str) -> None:
+    mark = MARK + noise
+    text = "".join(f"{key}='{value}'\n" for key, value in good if "'" not in value) + bad.format(mark=mark)
+    with pytest.raises(EnvSyntaxError) as info:
+        parse_env_text(text)
+    assert MARK not in str(info.value)
+    assert MARK not in repr(info.value) and MARK not in repr(vars(info.value))
 
 
 def test_format_quotes_only_when_needed() -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from container_manager_core.secrets import scrub
+
 logger = logging.getLogger("container_manager.worker")
 
 
 def _quote(value: object) -> str:
-    text = str(value)
+    text = scrub(str(value))  # Fields may quote an engine's or a plugin's words, and those a credential.
     # Quote values with spaces or quotes so a line still splits cleanly into key=value pairs.
     if not text or any(c in text for c in ' "=\n'):
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'

@@ -37,6 +37,7 @@ from container_manager.worker.tracking import (
 )
 from container_manager_core.errors import PolicyViolationError
 from container_manager_core.plugins import PluginManager
+from container_manager_core.secrets import scrub
 from container_manager_core.types import JobSpec
 
 
@@ -58,8 +59,8 @@ MOVED_ON = Next(follow=False, why="the job moved on before its result was saved"
 
 
 def describe(exc: BaseException) -> str:
-    """Say what went wrong in one line: the exception's type and message."""
-    return f"{type(exc).__name__}: {str(exc).strip() or repr(exc)}"
+    """Say what went wrong in one line: the exception's type and message, any credential it quotes masked."""
+    return f"{type(exc).__name__}: {scrub(str(exc).strip() or repr(exc))}"
 
 
 def spec_or_error(job: ContainerJob) -> tuple[JobSpec | None, str]:
