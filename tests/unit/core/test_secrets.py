@@ -15,6 +15,7 @@ from container_manager_core.secrets import (
     redact,
     scrub,
 )
+from container_manager_core.types import Command, HostSpec, JobSpec
 
 # Names --------------------------------------------------------------------------------------------
 
@@ -224,3 +225,52 @@ def test_redact_keeps_plain_fields_beside_secrets() -> None:
 @given(st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=8), max_size=5))
 def test_mask_values_keeps_names_only(env: dict[str, str]) -> None:
     assert mask_values(env) == dict.fromkeys(env, REDACTED)
+
+
+# Reprs --------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=200)
+@given(
+    st.dictionaries(
+        st.from_regex(r"[A-Z_][A-Z0-9_]{0,10}", fullmatch=True),
+        st.text(min_size=4, max_size=20).map("v!".__add__),
+        max_size=5,
+    ),
+    secret_contents,
+)
+def test_a_job_spec_repr_shows_env_names_and_no_value(env: dict[str, str], secret: str) -> None:
+    spec = JobSpec(job_id="j", image="busybox:latest", command=Command.shell(f"psql {secret}"), env=env)
+    shown = repr(spec)
+    for name, value in env.items():
+        assert repr(name) in shown
+        assert repr(value) not in shown
+    assert secret not in shown
+    assert secret not in repr(spec.command)
+
+
+def test_a_host_spec_repr_masks_its_config_by_name_and_content() -> None:
+    host = HostSpec(
+        name="h",
+        executor_type="docker",
+        config={
+            "registry_auth": {"username": "bot", "password": "pw-771"},
+            "mirror": "https://u:mp-993@m.example",
+        },
+    )
+    shown = repr(host)
+    assert "'username': 'bot'" in shown and f"'mirror': '{REDACTED}'" in shown
+    assert "pw-771" not in shown and "mp-993" not in shown
+
+
+@pytest.mark.parametrize(
+    ("build", "gone"),
+    [
+        (lambda: JobSpec(job_id="j", image="i", env={"DB_PASSWORD": 12345}), "12345"),  # type: ignore[dict-item]
+        (lambda: Command("exec", "curl -u admin:pw-4410 x"), "pw-4410"),  # type: ignore[arg-type]
+    ],
+)
+def test_a_type_error_names_the_field_never_the_value(build, gone: str) -> None:
+    with pytest.raises(TypeError) as info:
+        build()
+    assert gone not in str(info.value)
