@@ -255,7 +255,7 @@ def _violation_errors(
     errors: dict[str, list[ValidationError]] = {}
     for violation in violations:
         field = field_map.get(violation.field or "", NON_FIELD_ERRORS)
-        errors.setdefault(field, []).append(ValidationError(violation.message, code=violation.code))
+        errors.setdefault(field, []).append(ValidationError(scrub(violation.message), code=violation.code))
     return errors
 
 

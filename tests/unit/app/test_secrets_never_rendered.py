@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 from django.contrib.admin.models import LogEntry
+from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from container_manager.models import ContainerJob, EnvironmentVariableTemplate
+from container_manager.models import ContainerJob, EnvironmentVariableTemplate, ExecutorHost
 from container_manager.states import JobStatus, TerminationReason
 from container_manager.worker.reports import fail_launch, spec_or_error
 from container_manager_core.envfile import format_env_text
@@ -215,3 +216,17 @@ def test_adding_a_job_with_overrides_from_the_admin(admin_client):
     response = admin_client.post(url("containerjob_add"), data)
     assert response.status_code == 302, response.context["adminform"].form.errors
     assert ContainerJob.objects.get(name="from-admin").environment_overrides == OVERRIDES
+
+
+def test_a_host_config_error_never_quotes_a_credential(admin_client):
+    # A non-secret key holding a credential by its content: the plugin's message quotes the value.
+    host = ExecutorHost(
+        name="docker-1",
+        executor_type="docker",
+        connection_string="unix:///var/run/docker.sock",
+        executor_config={"pull_timeout": "https://deploy:net-Pw-3318@registry.example/x"},
+    )
+    with pytest.raises(ValidationError) as info:
+        host.full_clean()
+    assert "pull_timeout" in str(info.value)
+    assert "net-Pw-3318" not in str(info.value)
