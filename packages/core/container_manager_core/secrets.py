@@ -58,10 +58,13 @@ _TOKEN_FORMATS = (
 _TOKEN = re.compile("|".join(f"(?:{pattern})" for pattern in _TOKEN_FORMATS), re.DOTALL)
 # A URL's user part (``user:password@``, a DSN's ``key@``): what sits between ``//`` and ``@``.
 _URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/\s@?#]+)@")
-# ``NAME=value``, ``--name=value``, ``name: value`` in free text; the value is masked when the name is secret.
-# A quote may close the name (``'password': 'x'`` in a quoted mapping).
+# ``NAME=value`` and ``--name=value`` in free text, and ``'name': 'value'`` in a quoted mapping; the
+# value is masked when the name is secret. A bare ``name: value`` is prose ("host 'private-x': ..."), not a pair.
+_VALUE = r"(?P<value>\"[^\"]*\"|'[^']*'|(?P<bare>[^\s&;,'\"]+))"
 _ASSIGNMENT = re.compile(
-    r"(?P<name>[A-Za-z_][A-Za-z0-9_.-]{0,100})(?P<sep>[\"']?\s*[=:]\s*)(?P<value>\"[^\"]*\"|'[^']*'|[^\s&;,'\"]+)"
+    rf"(?P<name>[A-Za-z_][A-Za-z0-9_.-]{{0,100}})(?P<sep>\s*=\s*){_VALUE}"
+    r"|(?P<quote>[\"'])(?P<qname>[A-Za-z_][A-Za-z0-9_.-]{0,100})(?P=quote)(?P<qsep>\s*:\s*)"
+    r"(?P<qvalue>\"[^\"]*\"|'[^']*')"
 )
 
 
@@ -119,6 +122,8 @@ def scrub(text: str) -> str:
 
 
 def _mask_assignment(match: re.Match[str]) -> str:
-    if not is_secret_name(match["name"]) or match["value"].strip("\"'") == REDACTED:
+    name, value = (match["name"], match["value"]) if match["name"] else (match["qname"], match["qvalue"])
+    if not is_secret_name(name) or value.strip("\"'") == REDACTED:
         return match[0]
-    return f"{match['name']}{match['sep']}{REDACTED}"
+    masked = REDACTED if match["bare"] else value[0] + REDACTED + value[-1]
+    return match[0][: match[0].rindex(value)] + masked
