@@ -115,6 +115,11 @@ def test_no_admin_page_renders_an_environment_value(admin_client, template, brok
         url("containerjob_logs", failed.pk),
         url("containerjob_logs", finished.pk),
         url("containerjob_queue_summary"),
+        url("containerjob_workers"),
+        url("containerjob_tail", failed.pk),
+        url("containerjob_tail", pending.pk),
+        url("containerjob_download", failed.pk, "stdout"),
+        url("containerjob_download", failed.pk, "stderr"),
         reverse("admin:index"),
     ]:
         page(admin_client, address)
