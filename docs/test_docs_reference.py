@@ -63,6 +63,9 @@ NOT_SETTINGS = {
     "REMOTE_ADDR",  # the request header the metrics allow-list reads
     # Variable names the secrets rule is shown on.
     "GITHUB_PAT",
+    # Cloud Run's reasons for a failed Ready condition (the service's words, quoted in the docs).
+    "CONTAINER_MISSING",
+    "SECRETS_ACCESS_CHECK_FAILED",
 }
 # Options every Django command has; the command tables list only a command's own.
 DJANGO_COMMON_OPTIONS = {
