@@ -14,7 +14,7 @@ from mock_executor.plugin import MockExecutor
 
 from container_manager.models import ContainerJob, EnvironmentVariableTemplate, ExecutorHost
 from container_manager.states import JobStatus
-from container_manager.worker import claim_sql, claims
+from container_manager.worker import claim_sql, claims, placing
 from container_manager_core.errors import ExecutorUnavailable
 from tests.worker.conftest import make_host, make_job
 
@@ -105,13 +105,14 @@ def test_a_claim_says_whether_it_left_due_jobs_behind(host: ExecutorHost):
 def test_the_claim_path_costs_a_fixed_number_of_queries(host: ExecutorHost, django_assert_num_queries):
     for _ in range(3):
         make_job(host)
-    # exists, SAVEPOINT, hosts FOR UPDATE with their busy counts, candidates, one UPDATE per host, RELEASE.
-    with django_assert_num_queries(6):
+    # exists, SAVEPOINT, hosts FOR UPDATE, what their active jobs hold (read once the locks are held),
+    # candidates, one UPDATE per host, RELEASE.
+    with django_assert_num_queries(7):
         assert len(claim()) == 3
     with django_assert_num_queries(1):  # Idle: one indexed query.
         assert claim() == []
     make_job(host)
-    with django_assert_num_queries(5):  # Announced by the database: no pre-check.
+    with django_assert_num_queries(6):  # Announced by the database: no pre-check.
         assert len(claim(announced=True)) == 1
 
 
@@ -130,11 +131,11 @@ def test_a_host_never_gets_more_than_its_capacity_across_workers(db: None):
 def test_hosts_are_chosen_by_weight():
     hosts = [ExecutorHost(pk=1, name="a", weight=300), ExecutorHost(pk=2, name="b", weight=100)]
     rng = random.Random(7)  # noqa: S311 - seeded for a repeatable draw
-    picks = Counter(getattr(claims.pick_host(hosts, rng), "name", None) for _ in range(4000))
+    picks = Counter(getattr(placing.pick_host(hosts, rng), "name", None) for _ in range(4000))
     assert 2.6 < picks["a"] / picks["b"] < 3.4
     drained = [ExecutorHost(pk=1, name="a", weight=0), ExecutorHost(pk=2, name="b", weight=1)]
-    assert {getattr(claims.pick_host(drained, rng), "name", None) for _ in range(200)} == {"b"}
-    assert claims.pick_host([ExecutorHost(pk=1, name="a", weight=0)], rng) is None
+    assert {getattr(placing.pick_host(drained, rng), "name", None) for _ in range(200)} == {"b"}
+    assert placing.pick_host([ExecutorHost(pk=1, name="a", weight=0)], rng) is None
 
 
 def test_floating_jobs_spread_over_hosts_by_weight(db: None):

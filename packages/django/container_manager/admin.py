@@ -122,12 +122,25 @@ class ExecutorHostAdmin(_HostAdminBase):
         "last_health_check",
         "last_health_error",
         "health_response_time",
+        "engine_memory_mb",
+        "engine_cpus",
         "created_at",
         "updated_at",
     ]
     fieldsets = [
         (None, {"fields": ["name", "executor_type", "host_type", "connection_string", "is_active"]}),
         (_("Scheduling"), {"fields": ["weight", "max_concurrent_jobs", "auto_pull_images"]}),
+        (
+            _("Capacity"),
+            {
+                "fields": ["memory_capacity_mb", "cpu_capacity", "engine_memory_mb", "engine_cpus"],
+                "description": _(
+                    "Jobs are placed only where their memory and CPU limits fit beside the host's "
+                    "active jobs: within the override if set, else the engine's size from the last "
+                    "health check, times MEMORY_OVERCOMMIT / CPU_OVERCOMMIT. Neither: unbounded."
+                ),
+            },
+        ),
         (
             _("TLS"),
             {"fields": ["tls_enabled", "tls_verify", "tls_ca_cert", "tls_client_cert", "tls_client_key"]},

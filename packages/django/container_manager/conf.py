@@ -53,6 +53,8 @@ _POSITIVE_NUMBERS = (
     "SHUTDOWN_GRACE_SECONDS",
     "RETRY_BACKOFF_BASE_SECONDS",
     "RETRY_BACKOFF_MAX_SECONDS",
+    "MEMORY_OVERCOMMIT",
+    "CPU_OVERCOMMIT",
 )
 # Each default must fit under its maximum, or every job relying on the default would be rejected.
 _DEFAULT_WITHIN_MAX = (
@@ -125,6 +127,17 @@ class AppSettings:
     STOP_GRACE_SECONDS: int = 10
     RETRY_BACKOFF_BASE_SECONDS: float = 5
     RETRY_BACKOFF_MAX_SECONDS: float = 600
+
+    # Placement: a host takes a job only while the memory and CPU limits of its active jobs plus the
+    # job's own fit in its capacity (the engine's, or the host's override) times these ratios.
+    # Memory is not compressible: over-committed, jobs are OOM-killed, so the default promises
+    # every job the memory it asked for. CPU is: a CPU limit is a ceiling (a CFS quota), not a
+    # reservation, and jobs over-committed on CPU run slower but are never killed, while most jobs
+    # spend much of their time waiting on I/O; 1.0 would leave a 2-core host running two 1-CPU jobs
+    # and mostly idle. The bound (OpenStack Nova's initial CPU ratio too) keeps CPU-bound jobs from
+    # being slowed past their timeouts. Set 1.0 for CPU-bound work that must get its cores.
+    MEMORY_OVERCOMMIT: float = 1.0
+    CPU_OVERCOMMIT: float = 4.0
 
     # Retention: ``purge_finished_jobs`` deletes finished jobs, logs and all, that completed more than
     # this many days ago. None keeps them for ever.

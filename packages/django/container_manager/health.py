@@ -14,6 +14,7 @@ from django.utils import timezone
 from container_manager.conf import app_settings
 from container_manager.executors.registry import get_plugin_manager
 from container_manager.models import ExecutorHost
+from container_manager_core.capacity import read_capacity
 from container_manager_core.types import HealthStatus
 
 logger = logging.getLogger("container_manager.health")
@@ -124,12 +125,18 @@ def check_host(host: ExecutorHost) -> HealthStatus:
             healthy=False, response_time=time.perf_counter() - started, error=f"{type(exc).__name__}: {exc}"
         )
     now = timezone.now()
-    fields = {
+    fields: dict[str, Any] = {
         "healthy": status.healthy,
         "last_health_check": now,
         "last_health_error": status.error or "",
         "health_response_time": status.response_time,
     }
+    if status.healthy:
+        # The engine's size, which placement uses unless the host overrides it. An unhealthy answer
+        # keeps the last size read: an engine that is down has not shrunk.
+        capacity = read_capacity(status.details)
+        fields["engine_memory_mb"] = capacity.memory_mb
+        fields["engine_cpus"] = capacity.cpus
     recovered = status.healthy and not host.healthy
     ExecutorHost.objects.filter(pk=host.pk).update(**fields)
     for field, value in fields.items():

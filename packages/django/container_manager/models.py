@@ -20,7 +20,7 @@ from django.db.models.functions import Concat
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from container_manager import due, signals, sqltext, validation
+from container_manager import due, placement, signals, sqltext, validation
 from container_manager.conf import app_settings
 from container_manager.exceptions import InvalidStateTransition
 from container_manager.executors.registry import get_plugin_manager
@@ -117,6 +117,26 @@ class ExecutorHost(models.Model):
     is_active = models.BooleanField(default=True)
     weight = models.PositiveIntegerField(default=100, help_text=_("Higher weight receives more jobs."))
     max_concurrent_jobs = models.PositiveIntegerField(default=10, validators=[MinValueValidator(1)])
+    # What the host can hold (container_manager/placement.py): the operator's override wins over
+    # the engine's size, read by the health check. Neither set: that resource is unbounded.
+    memory_capacity_mb = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=_("MB. Overrides the engine's memory; empty: what the engine reports."),
+    )
+    cpu_capacity = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[validation.positive_finite],
+        help_text=_("CPUs. Overrides the engine's CPU count; empty: what the engine reports."),
+    )
+    engine_memory_mb = models.PositiveIntegerField(
+        null=True, blank=True, editable=False, help_text=_("MB, as the last health check read it.")
+    )
+    engine_cpus = models.FloatField(
+        null=True, blank=True, editable=False, help_text=_("As the last health check read it.")
+    )
     auto_pull_images = models.BooleanField(default=True)
     executor_config = models.JSONField(
         default=dict, blank=True, help_text=_("Plugin settings; secret values are masked when shown.")
@@ -465,6 +485,9 @@ class ContainerJob(models.Model):
         if field_errors:
             raise ValidationError(field_errors)
         self._check_policy(source="validation")
+        # Only a queued job must fit a host; editing history must stay possible.
+        if self.status in CLAIMABLE_STATUSES:
+            self._check_placement()
 
     def resolved_executor_type(self) -> str:
         """Return the executor type this job runs on: its own, its host's, or the configured default."""
@@ -488,6 +511,11 @@ class ContainerJob(models.Model):
         if violations:
             log_policy_rejection(spec, violations, host=host, source=source)
             raise ValidationError(_violation_errors(violations, _SPEC_TO_MODEL_FIELD))
+
+    def _check_placement(self) -> None:
+        """Raise a ValidationError (``no_host_fits``) if no host could hold the job even idle."""
+        if violation := placement.refusal(self, app_settings()):
+            raise ValidationError(_violation_errors([violation], _SPEC_TO_MODEL_FIELD))
 
     def launch_violations(
         self,

@@ -8,6 +8,7 @@ plugin's to read (Docker: ``docker_executor.address``), through the ``validate_h
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -175,6 +176,12 @@ def check_host_available(host: ExecutorHost) -> None:
         raise HostUnavailable(
             f"Host {host.name!r} is unavailable ({reason}): do not queue jobs on an unavailable daemon."
         )
+
+
+def positive_finite(value: float) -> None:
+    """Refuse a capacity that is not a positive finite number (NaN passes a MinValueValidator)."""
+    if not math.isfinite(value) or value <= 0:
+        raise ValidationError(f"Must be a positive finite number, got {value!r}.", code="invalid")
 
 
 def as_field_errors(errors: Mapping[str, list[str]], code: str) -> dict[str, list[ValidationError]]:

@@ -9,6 +9,7 @@ from typing import Any
 import docker
 import docker.errors
 
+from container_manager_core.capacity import capacity_details
 from container_manager_core.errors import ExecutorError, HostMisconfigured
 from container_manager_core.types import HealthStatus, HostSpec
 from docker_executor.engine_errors import UNREACHABLE, explanation, version_refusal, version_refused
@@ -48,6 +49,8 @@ def engine_details(info: Mapping[str, Any], api_version: str) -> dict[str, Any]:
         "cpu_cfs_quota": bool(info.get("CpuCfsQuota")),
         "containers_running": info.get("ContainersRunning"),
         "operating_system": info.get("OperatingSystem"),
+        # The engine's size, which the app places jobs by (unless the host overrides it).
+        **capacity_details(info.get("MemTotal"), info.get("NCPU")),
     }
 
 

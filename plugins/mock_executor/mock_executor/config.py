@@ -1,12 +1,14 @@
 """A mock host's settings as one typed object: :func:`read_config` returns it or every violation.
 
-The mock reads two keys of its own: ``unreachable`` (every call raises ExecutorUnavailable) and
-``unhealthy`` (the health check reports that reason). The app sets ``log_cap_bytes`` on every host,
+The mock reads four keys of its own: ``unreachable`` (every call raises ExecutorUnavailable),
+``unhealthy`` (the health check reports that reason), and ``memory_mb`` and ``cpus``, the size its
+health check reports (unset: the host is unbounded, as a Cloud Run host is). The app sets ``log_cap_bytes`` on every host,
 and the core policy reads ``allowed_registries``; anything else is a mistake and refused by name.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,10 +20,13 @@ from container_manager_core.types import HostSpec, Violation
 _TYPES: Mapping[str, tuple[tuple[type, ...], str]] = {
     "unreachable": ((bool,), "true or false"),
     "unhealthy": ((str,), "a reason (text)"),
+    "memory_mb": ((int,), "a positive whole number of MB"),
+    "cpus": ((int, float), "a positive number of CPUs"),
     "log_cap_bytes": ((int,), "a whole number of bytes"),
     "allowed_registries": ((list, str), "a list of registries"),
 }
 KNOWN_KEYS = frozenset(_TYPES)
+_SIZES = ("memory_mb", "cpus")
 
 
 @attrs.frozen(kw_only=True)
@@ -30,6 +35,8 @@ class MockHostConfig:
 
     unreachable: bool = False
     unhealthy: str = ""
+    memory_mb: int | None = None
+    cpus: float | None = None
 
 
 @attrs.frozen
@@ -52,6 +59,8 @@ def read_config(host: HostSpec) -> ConfigVerdict:
     for key, (types, what) in _TYPES.items():
         value = host.config.get(key)
         wrong_type = not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
+        if key in _SIZES and isinstance(value, int | float) and not wrong_type:
+            wrong_type = not math.isfinite(value) or value <= 0
         if key in host.config and wrong_type:
             problems.append(
                 Violation(
@@ -63,7 +72,7 @@ def read_config(host: HostSpec) -> ConfigVerdict:
     if problems:
         return ConfigVerdict(None, tuple(problems))
     config: dict[str, Any] = {
-        key: host.config[key] for key in ("unreachable", "unhealthy") if key in host.config
+        key: host.config[key] for key in ("unreachable", "unhealthy", *_SIZES) if key in host.config
     }
     return ConfigVerdict(MockHostConfig(**config), ())
 

@@ -3,7 +3,8 @@
 Jobs do not run anywhere. Each job's ``MOCK_*`` environment variables (see :mod:`.scenario`) decide
 its output, exit code, duration and failures; the host's config decides the host's health:
 ``{"unhealthy": "reason"}`` reports it unhealthy, ``{"unreachable": true}`` makes every call raise
-:class:`~container_manager_core.errors.ExecutorUnavailable`.
+:class:`~container_manager_core.errors.ExecutorUnavailable`, and ``{"memory_mb": 4096, "cpus": 2}``
+is the size its health check reports.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import ClassVar
 import attrs
 
 from container_manager_core.capabilities import Capabilities, unenforceable
+from container_manager_core.capacity import MIB, capacity_details
 from container_manager_core.errors import (
     ExecutionNotFound,
     ExecutorUnavailable,
@@ -194,10 +196,13 @@ class MockExecutor(ExecutorPlugin):
     def get_health_status(self, host: HostSpec) -> HealthStatus:
         started = time.perf_counter()
         error: str | None
+        details: dict[str, object] = {}
         try:
             config = mock_config(host)
             unreachable = f"Mock host {host.name!r} is configured as unreachable."
             error = unreachable if config.unreachable else (config.unhealthy or None)
+            memory = None if config.memory_mb is None else config.memory_mb * MIB
+            details = capacity_details(memory, config.cpus)
         except HostMisconfigured as exc:
             error = str(exc)
         return HealthStatus(
@@ -205,6 +210,7 @@ class MockExecutor(ExecutorPlugin):
             response_time=time.perf_counter() - started,
             error=error,
             engine_version="mock-1",
+            details=details,
         )
 
     def list_executions(self, host: HostSpec) -> list[tuple[str, str]]:

@@ -87,10 +87,17 @@ def test_a_claim_walks_the_queue_index_and_stops_after_its_limit(seeded: dict[st
             ).won
         )
 
-    # The idle "any due?" read, the hosts and their active counts, the candidates, the claim's UPDATE
-    # (one per host the jobs were placed on).
+    # The statements that read the jobs table: the idle "any due?" read, what the locked hosts'
+    # active jobs hold (count, memory, CPU: placement's aggregate), the candidates, the claim's
+    # UPDATE (one per host the jobs were placed on).
     plans = explain_statements(claim)
     assert_bounded(plans, 4)
+    # The aggregate reads the hosts' active rows through cm_job_host_status_idx, nothing else.
+    loads = plans[1]
+    assert "SUM" in loads.sql and "GROUP BY" in loads.sql, loads.sql
+    assert {n.get("Index Name") for n in loads.nodes() if "Index" in n["Node Type"]} == {
+        "cm_job_host_status_idx"
+    }, loads
     # The urgent jobs come first: the index holds the claim's order.
     assert len(won) == 16
     assert {c.job.priority for c in won} == {5}

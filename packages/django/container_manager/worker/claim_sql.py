@@ -17,6 +17,7 @@ from django.db import connection
 from container_manager import sqltext
 from container_manager.due import claimable_sql
 from container_manager.models import ContainerJob, ExecutorHost
+from container_manager.placement import Load
 from container_manager.sqltext import name, placeholders
 from container_manager.states import ACTIVE_STATUSES
 
@@ -50,28 +51,55 @@ def _for_update(*, skip_locked: bool, of: str | None) -> str:
     )
 
 
-def lock_hosts(host_names: Collection[str]) -> dict[ExecutorHost, int]:
-    """Lock the served healthy hosts and count each one's active jobs (across all workers) in one query."""
-    job, host = ContainerJob, ExecutorHost
+def lock_hosts(host_names: Collection[str]) -> list[ExecutorHost]:
+    """Lock the served healthy hosts, in primary-key order (so two claims never deadlock).
+
+    Every claim takes these locks before it reads what the hosts hold, so claims placing jobs on
+    the same host run one after the other.
+    """
+    host = ExecutorHost
     host_pk = name(host, host._meta.pk.name)
-    active = sorted(ACTIVE_STATUSES)
-    busy = sqltext.select(
-        "COUNT(*)",
-        job,
-        f"{name(job, 'docker_host')} = {host_pk} AND {name(job, 'status')} IN ({placeholders(active)})",
-    )
     where = f"{name(host, 'is_active')} = %s AND {name(host, 'healthy')} = %s"
-    params: list[Any] = [*active, True, True]
+    params: list[Any] = [True, True]
     if host_names:
         where += f" AND {name(host, 'name')} IN ({placeholders(host_names)})"
         params += list(host_names)
     sql = sqltext.select(
-        f"{sqltext.all_columns(host)}, ({busy})",
+        sqltext.all_columns(host),
         host,
         where,
-        f" ORDER BY {host_pk}{_for_update(skip_locked=False, of=name(host))}",
+        f" ORDER BY {host_pk}{_for_update(skip_locked=False, of=None)}",
     )
-    return {loaded: busy for loaded, (busy,) in sqltext.load(host, sql, params)}
+    return [loaded for loaded, _ in sqltext.load(host, sql, params)]
+
+
+def host_loads(host_pks: Collection[int]) -> dict[int, Load]:
+    """Return what each host's active jobs hold (across all workers): how many, their memory and CPUs.
+
+    A statement of its own, sent once the hosts are locked: in READ COMMITTED each statement sees
+    what had committed when it began, so counted in the locking statement itself, the jobs of a
+    claim that held the lock while this one waited would be missed, and the host's last slot (or
+    memory) handed out twice. It reads the active rows of these hosts on cm_job_host_status_idx:
+    at most their ``max_concurrent_jobs``, whatever the size of the table.
+    """
+    if not host_pks:
+        return {}
+    job = ContainerJob
+    active = sorted(ACTIVE_STATUSES)
+    memory, cpus = name(job, "memory_limit"), name(job, "cpu_limit")
+    host = name(job, "docker_host")
+    sql = sqltext.select(
+        f"{host}, COUNT(*), COALESCE(SUM({memory}), 0), COALESCE(SUM({cpus}), 0)",
+        job,
+        f"{host} IN ({placeholders(host_pks)}) AND {name(job, 'status')} IN ({placeholders(active)})",
+        f" GROUP BY {host}",
+    )
+    loads = {pk: Load() for pk in host_pks}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*host_pks, *active])
+        for host_pk, jobs, memory_mb, cpu_total in cursor.fetchall():
+            loads[host_pk] = Load(int(jobs), float(memory_mb), float(cpu_total))
+    return loads
 
 
 def candidates(

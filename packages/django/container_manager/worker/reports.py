@@ -38,7 +38,7 @@ from container_manager.worker.tracking import (
 from container_manager_core.errors import PolicyViolationError
 from container_manager_core.plugins import PluginManager
 from container_manager_core.secrets import scrub
-from container_manager_core.types import JobSpec
+from container_manager_core.types import JobSpec, Violation
 
 
 @dataclass(frozen=True)
@@ -100,15 +100,20 @@ class Recorder:
     def owner(self, tracked: Tracked) -> Owner:
         return Owner(self.worker_id, tracked.attempt)
 
-    def claimed(self, tracked: Tracked) -> Next:
-        """Prepare a freshly claimed job for launch: FOLLOW, or the job failed (invalid_spec, policy)."""
+    def claimed(self, tracked: Tracked, *, refusal: Violation | None = None) -> Next:
+        """Prepare a freshly claimed job for launch: FOLLOW, or the job failed (invalid_spec, policy).
+
+        ``refusal``: the claim found that no host could ever hold the job (``no_host_fits``).
+        """
         tracked.spec, error = spec_or_error(tracked.job)
         if tracked.spec is None:
             return self._fail_launch(tracked, TerminationReason.INVALID_SPEC, error)
         # The row may have been changed behind create_job's back, and the settings since: check
         # again here, before anything is sent to the engine.
         spec, host = tracked.spec, tracked.host
-        if violations := tracked.job.launch_violations(spec, host, self.settings, self.manager):
+        violations = [refusal] if refusal is not None else []
+        violations += tracked.job.launch_violations(spec, host, self.settings, self.manager)
+        if violations:
             log_policy_rejection(spec, violations, host=host, source="launch")
             return self._fail_launch(
                 tracked, TerminationReason.LAUNCH_FAILED, str(PolicyViolationError(violations))

@@ -31,6 +31,7 @@ from container_manager.worker.tracking import Report, StopReason, Tracked
 from container_manager.worker.wakeup import QueueListener
 from container_manager.workers import WorkerProcess
 from container_manager_core.plugins import PluginManager
+from container_manager_core.types import Violation
 
 # How often running jobs are checked for a cancel request, at most.
 CANCEL_CHECK_SECONDS = 1.0
@@ -299,11 +300,11 @@ class Worker:
                 previous_execution=job.execution_id,
             )
             log_event("claimed", job=job.pk, host=host.name, attempt=job.attempt, worker=self.worker_id)
-            self._launch_claimed(tracked)
+            self._launch_claimed(tracked, refusal=claim.refusal)
 
-    def _launch_claimed(self, tracked: Tracked) -> None:
+    def _launch_claimed(self, tracked: Tracked, *, refusal: Violation | None = None) -> None:
         """Launch a job this worker now owns, after the checks every launch passes."""
-        prepared = self._recorder.claimed(tracked)
+        prepared = self._recorder.claimed(tracked, refusal=refusal)
         if prepared.follow:
             self._follow(tracked)
         else:
