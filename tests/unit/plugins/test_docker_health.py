@@ -83,3 +83,10 @@ def test_details_report_user_namespace_remapping() -> None:
         "systemd",
         "1.41",
     )
+
+
+def test_the_engines_size_is_reported_for_placement() -> None:
+    from container_manager_core.capacity import EngineCapacity, read_capacity
+
+    info = {"MemTotal": 4 * 1024**3, "NCPU": 2, "MemoryLimit": True, "PidsLimit": True, "CpuCfsQuota": True}
+    assert read_capacity(engine_details(info, "1.41")) == EngineCapacity(4096, 2.0)

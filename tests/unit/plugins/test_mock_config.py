@@ -30,6 +30,11 @@ def test_the_keys_it_reads_are_typed() -> None:
         ({"unreachable": "yes"}, "mock_config_invalid_value"),
         ({"unhealthy": 1}, "mock_config_invalid_value"),
         ({"log_cap_bytes": True}, "mock_config_invalid_value"),
+        ({"memory_mb": 0}, "mock_config_invalid_value"),
+        ({"memory_mb": 1.5}, "mock_config_invalid_value"),
+        ({"cpus": float("nan")}, "mock_config_invalid_value"),
+        ({"cpus": -1}, "mock_config_invalid_value"),
+        ({"cpus": "2"}, "mock_config_invalid_value"),
     ],
 )
 def test_unknown_keys_and_wrong_types_are_refused(config: dict[str, Any], code: str) -> None:
@@ -45,3 +50,12 @@ def test_a_refused_config_is_a_host_fault_when_used() -> None:
         plugin.list_executions(spec(timout=5))
     assert isinstance(HostMisconfigured("x"), ExecutorUnavailable)
     assert plugin.get_health_status(spec(timout=5)).healthy is False
+
+
+def test_its_health_reports_the_configured_size() -> None:
+    from container_manager_core.capacity import EngineCapacity, read_capacity
+
+    assert read_capacity(plugin.get_health_status(spec(memory_mb=4096, cpus=2.5)).details) == EngineCapacity(
+        4096, 2.5
+    )
+    assert read_capacity(plugin.get_health_status(spec()).details) == EngineCapacity(None, None)
