@@ -16,7 +16,6 @@ import threading
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from django.db import connections

@@ -37,10 +37,12 @@ class Claim:
 
 @dataclass(frozen=True)
 class ClaimRound:
-    """What one claim won, and whether it saw due jobs it left behind (beyond its limit or its room)."""
+    """What one claim won, whether it saw due jobs it left behind (beyond its limit or its room),
+    and whether one of them waits for room on this worker's hosts (it will fit once jobs end)."""
 
     won: list[Claim]
     more_due: bool
+    waiting: bool = False
 
 
 def claim_jobs(
@@ -93,12 +95,14 @@ def claim_jobs(
             prefetch_related_objects(candidates, "environment_template")  # to_spec reads it
         placed: dict[int, list[ContainerJob]] = {}
         refused: dict[Any, Violation] = {}
+        waiting = False
         pinned = {job.pk for job in candidates if job.docker_host_id is not None}
         for job in candidates:
             if sum(map(len, placed.values())) >= limit or placer.all_reserved():
                 break
             decision = placer.place(job)
             target = decision.host
+            waiting = waiting or decision.verdict is Verdict.WAITS
             if decision.verdict is Verdict.TOO_BIG_HERE:
                 target = _refused_on(job, placer, settings, refused)
             if target is not None:
@@ -111,7 +115,7 @@ def claim_jobs(
             )
             won.extend(Claim(job, pinned=job.pk in pinned, refusal=refused.get(job.pk)) for job in claimed)
     # The candidates query reads more than the limit, so rows beyond those placed are due jobs left.
-    return ClaimRound(won, more_due=len(candidates) > sum(map(len, placed.values())))
+    return ClaimRound(won, more_due=len(candidates) > sum(map(len, placed.values())), waiting=waiting)
 
 
 def _refused_on(

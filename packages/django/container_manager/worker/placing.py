@@ -57,7 +57,8 @@ class Seat:
 
 class Verdict(enum.Enum):
     PLACED = "placed"  # On the host returned with it; its demand now counts there.
-    WAITS = "waits"  # Fits later (it may have reserved a host).
+    WAITS = "waits"  # One of this claim's hosts will have room for it later (it may hold one).
+    NOT_HERE = "not_here"  # None of this claim's hosts may take it (its pinned host is not here).
     TOO_BIG_HERE = "too_big_here"  # None of this claim's hosts could hold it even idle.
 
 
@@ -108,8 +109,10 @@ class Placer:
                 seat = self._by_pk[host.pk] if host is not None else fitting[0]
             seat.load.add(demand)
             return Decision(Verdict.PLACED, seat.host)
+        if not seats:
+            return Decision(Verdict.NOT_HERE)
         holders = [s for s in seats if s.budget.holds(demand)]
-        if seats and not holders:
+        if not holders:
             return Decision(Verdict.TOO_BIG_HERE)
         for seat in holders:
             if not seat.reserved:

@@ -115,6 +115,7 @@ class Worker:
         self._health_cadence = Every(self.settings.HEALTH_CHECK_INTERVAL)
         self._reconcile_cadence = Every(self.settings.RECONCILE_INTERVAL)
         self._queue_empty = False
+        self._room_awaited = False  # The last claim left a job waiting for room on these hosts.
         self._listening = False  # Set when the queue listener is on: queued jobs are announced.
         # Set by the listener thread when a job is queued; the main thread claims on its next turn.
         self._job_queued = threading.Event()
@@ -280,10 +281,13 @@ class Worker:
             rng=self._rng,
             announced=announced,
         )
-        # Empty unless every slot was filled and due jobs were left over: only then is it worth
-        # claiming again as soon as a slot frees (an announced job makes a claim due anyway).
-        self._queue_empty = len(claimed.won) < limit or not claimed.more_due
-        if not self._queue_empty:
+        # Claim again as soon as a slot frees only if every slot was filled and due jobs were left
+        # over (an announced job makes a claim due anyway), or a job waits for room on these hosts:
+        # room comes when a job ends, and no announcement says so.
+        left_over = len(claimed.won) >= limit and claimed.more_due
+        self._room_awaited = claimed.waiting
+        self._queue_empty = not left_over and not claimed.waiting
+        if left_over:
             self._claim_cadence.soon()
         for claim in claimed.won:
             job = claim.job
@@ -396,7 +400,7 @@ class Worker:
             self.tracked.pop(tracked.pk, None)
             if step.finished:
                 self.finished_total += 1
-            if not self._listening:
+            if not self._listening or self._room_awaited:
                 self._claim_cadence.soon()  # A slot is free: look for a job now, not at the next poll.
             # With announcements on, that look would cost a query per job and mostly find nothing. A
             # job already waiting has left the claim cadence due (announced while every slot was busy,
