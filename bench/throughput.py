@@ -432,7 +432,11 @@ def run_tracking(host: Any, image: str, count: int, counts: Path) -> float:
     worker = WorkerProcess(host.name, count, 0.5, counts)
     try:
         jobs = [
-            ContainerJob.objects.create_job(image, "sleep 600", "bench-track", docker_host=host)
+            # A sleeping container uses next to nothing: small limits, so placement lets all of them
+            # run at once on this machine (the defaults, 256 MB and 1 CPU each, would not fit).
+            ContainerJob.objects.create_job(
+                image, "sleep 600", "bench-track", docker_host=host, memory_limit=16, cpu_limit=0.01
+            )
             for _ in range(count)
         ]
         ids = [job.pk for job in jobs]
