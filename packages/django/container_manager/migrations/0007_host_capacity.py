@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('container_manager', '0005_scale_indexes'),
+        ('container_manager', '0006_worker_processes'),
     ]
 
     operations = [
