@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 from django.apps import AppConfig
 from django.core import checks
 
@@ -20,3 +22,6 @@ class ContainerManagerConfig(AppConfig):
         checks.register(app_checks.check_user_namespaces, "container_manager")
         # Reads the host table, yet untagged: plain `manage.py check` must report such hosts.
         checks.register(app_checks.check_host_plugins, "container_manager")
+        # Django's task signals for task jobs, where Django has a task API (6.0 and later).
+        if importlib.util.find_spec("django.tasks") is not None:
+            from container_manager.tasks import bridge  # noqa: F401

@@ -122,12 +122,15 @@ class ContainerJobManager(models.Manager["ContainerJob"]):
         scheduled_for: datetime | None = None,
         max_retries: int = 0,
         user: str | None = None,
+        commit: bool = True,
         **other: Any,
     ) -> ContainerJob:
         """Validate and queue a job; nothing is saved unless every check passes.
 
         ``command`` is a shell string, or a list of strings for exec form; None runs the image's
         default command. Limits left out come from the ``CONTAINER_MANAGER`` defaults.
+        ``commit=False`` validates and returns the job unsaved (its id already chosen), for a
+        caller that checks a job it may queue later, or saves it itself.
 
         Raises:
             ValidationError: a field is malformed, the template or host is unknown, the host is
@@ -168,7 +171,8 @@ class ContainerJobManager(models.Manager["ContainerJob"]):
         )
         # The id is a fresh UUID, so the uniqueness query would only cost a round trip.
         job.full_clean(validate_unique=False)
-        job.save(force_insert=True)
+        if commit:
+            job.save(force_insert=True)
         return job
 
 

@@ -351,6 +351,10 @@ class ContainerJob(models.Model):
         max_length=20, blank=True, help_text=_("Why the worker stopped the container.")
     )
     interruption_count = models.PositiveIntegerField(default=0)
+    # Set for a job enqueued through Django's task API (container_manager.tasks): the call's record.
+    task = models.JSONField(
+        null=True, blank=True, help_text=_("Django task: path, backend, queue, args and kwargs.")
+    )
 
     objects = ContainerJobManager()
 

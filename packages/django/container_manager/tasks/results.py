@@ -1,0 +1,117 @@
+"""Read a task job's row as Django's ``TaskResult``: status, timestamps, return value, errors."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.tasks import Task, TaskResult, TaskResultStatus
+from django.tasks.base import TaskError
+from django.utils.module_loading import import_string
+
+from container_manager.states import JobStatus, TerminationReason
+from container_manager.tasks import channel, errors
+
+if TYPE_CHECKING:
+    from container_manager.models import ContainerJob
+
+# LAUNCHING stays READY: the task starts (and task_started fires) when its container runs.
+_WAITING = frozenset({JobStatus.PENDING, JobStatus.RETRYING, JobStatus.LAUNCHING})
+
+
+def task_call(job: ContainerJob) -> dict[str, Any]:
+    """Return the job's record of its call: path, backend, queue, args and kwargs."""
+    if not isinstance(job.task, dict):
+        raise TypeError(f"Job {job.pk} was not enqueued as a Django task.")
+    return job.task
+
+
+def outcome(job: ContainerJob) -> channel.Outcome | None:
+    """Return what the runner reported in the job's stored stdout, or None."""
+    nonce = str(job.environment_overrides.get(channel.NONCE_VARIABLE, ""))
+    return channel.find_outcome(job.clean_output or job.stdout_log, nonce)
+
+
+def task_result[**P, R](job: ContainerJob, task: Task[P, R]) -> TaskResult[P, R]:
+    """Return ``job`` as a TaskResult of ``task`` (already bound to the job's queue and priority)."""
+    call = task_call(job)
+    status, value, failure = _status(job)
+    result: TaskResult[P, R] = TaskResult(
+        task=task,
+        id=str(job.pk),
+        status=status,
+        enqueued_at=job.created_at,
+        started_at=job.started_at,
+        last_attempted_at=job.started_at,
+        finished_at=job.completed_at
+        if status in (TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED)
+        else None,
+        args=call["args"],
+        kwargs=call["kwargs"],
+        backend=call["backend"],
+        errors=[failure] if failure is not None else [],
+        worker_ids=[job.worker_id] if job.worker_id else [],
+    )
+    object.__setattr__(result, "_return_value", value)
+    return result
+
+
+def bound_task(job: ContainerJob) -> Task[..., Any]:
+    """Import the job's task and bind it to the queue, priority and run_after it was enqueued with."""
+    call = task_call(job)
+    task = import_string(call["path"])
+    if not isinstance(task, Task):
+        raise TypeError(f"{call['path']!r} is no longer a task (decorate it with @task).")
+    return task.using(
+        priority=job.priority,
+        queue_name=call["queue"],
+        run_after=job.scheduled_for,
+        backend=call["backend"],
+    )
+
+
+def _status(job: ContainerJob) -> tuple[TaskResultStatus, Any, TaskError | None]:
+    if job.status in _WAITING:
+        return TaskResultStatus.READY, None, None
+    if job.status == JobStatus.RUNNING:
+        return TaskResultStatus.RUNNING, None, None
+    reported = outcome(job)
+    if job.status == JobStatus.COMPLETED and reported is not None and reported.successful:
+        return TaskResultStatus.SUCCESSFUL, reported.value, None
+    if reported is not None and not reported.successful:
+        error = TaskError(exception_class_path=reported.exception_class, traceback=reported.traceback)
+        return TaskResultStatus.FAILED, None, error
+    kind, message = container_failure(job)
+    path = f"{kind.__module__}.{kind.__qualname__}"
+    return (
+        TaskResultStatus.FAILED,
+        None,
+        TaskError(exception_class_path=path, traceback=f"{path}: {message}\n"),
+    )
+
+
+def container_failure(job: ContainerJob) -> tuple[type[errors.TaskContainerError], str]:
+    """Say why a finished job's container gave no result, in the words its TaskError carries."""
+    reason = job.termination_reason
+    if reason == TerminationReason.OOM_KILLED:
+        return errors.TaskOutOfMemory, (
+            f"The task's container ran out of memory at {job.memory_limit} MB and was killed "
+            f"(exit code {job.exit_code})."
+        )
+    if reason == TerminationReason.TIMEOUT or job.status == JobStatus.TIMEOUT:
+        return errors.TaskTimedOut, (
+            f"The task ran past its queue's timeout of {job.timeout_seconds} s and was stopped."
+        )
+    if reason == TerminationReason.CANCELLED or job.status == JobStatus.CANCELLED:
+        when = "while it ran" if job.started_at else "before it started"
+        return errors.TaskCancelled, f"The task was cancelled {when}."
+    if reason in (TerminationReason.COMPLETED, TerminationReason.NON_ZERO_EXIT):
+        lost = (
+            " Its stdout was cut by the log cap: return a smaller value." if job.stdout_dropped_bytes else ""
+        )
+        return errors.TaskNoResult, (
+            f"The task's container exited with code {job.exit_code} without reporting a result.{lost}"
+        )
+    return (
+        errors.TaskLaunchFailed,
+        f"The task's container failed ({reason or 'no reason recorded'}): {job.last_error}",
+    )
