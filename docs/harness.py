@@ -93,6 +93,12 @@ def check_settings_block(example: Example) -> None:
             app_settings().policy_limits()  # raises ImproperlyConfigured on any bad key or value
             errors = check_settings()
             assert not errors, errors
+    if "TASKS" in namespace:
+        from django.tasks import task_backends
+
+        with override_settings(TASKS=namespace["TASKS"]):
+            errors = [error for backend in task_backends.all() for error in backend.check()]
+            assert not errors, errors
 
 
 class DocsPythonEvaluator(PythonEvaluator):
