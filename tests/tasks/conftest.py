@@ -1,19 +1,15 @@
 """Fixtures for Django task tests: the Python image, a host on the local engine, the backend's settings.
 
-Django 5.2 has no ``django.tasks``: there these tests skip (CI's Django 5.2 pass runs tests/unit
-and tests/worker only; the backend needs Django 6.0's task API).
+Django 5.2 has no ``django.tasks``: there each test module skips, saying so (CI's Django 5.2 pass
+runs tests/unit and tests/worker only; the backend needs Django 6.0's task API).
 """
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 import pytest
 from django.core.management import call_command
-
-if importlib.util.find_spec("django.tasks") is None:  # pragma: no cover - Django 5.2
-    pytest.skip("ContainerTaskBackend needs Django 6.0's django.tasks.", allow_module_level=True)
 
 from container_manager.models import ContainerJob, ExecutorHost
 from tests.dockertools import docker_client_or_fail
@@ -35,6 +31,11 @@ WORKER_SETTINGS = {
 def task_image() -> str:
     docker_client_or_fail().close()
     return image.build()
+
+
+def skip_without_django_tasks() -> None:
+    """Skip the calling test module on a Django without ``django.tasks`` (5.2)."""
+    pytest.importorskip("django.tasks", reason="ContainerTaskBackend needs Django 6.0's django.tasks.")
 
 
 def task_options(task_image: str, **queues: dict[str, Any]) -> dict[str, Any]:

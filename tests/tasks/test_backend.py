@@ -4,12 +4,17 @@ The shape of Django's own tests/tasks cases, written for this backend. No engine
 jobs are queued, and their rows are moved by hand where a test needs a later state.
 """
 
+# ruff: noqa: E402 - the imports after the skip need django.tasks, which Django 5.2 lacks
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
 
 import pytest
+
+from tests.tasks.conftest import skip_without_django_tasks
+
+skip_without_django_tasks()
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.tasks import TaskResultStatus, default_task_backend, task_backends

@@ -4,6 +4,7 @@ The worker is ``process_container_jobs --once`` in the test process, so the task
 (after its transitions commit) are seen here.
 """
 
+# ruff: noqa: E402 - the imports after the skip need django.tasks, which Django 5.2 lacks
 from __future__ import annotations
 
 import time
@@ -12,6 +13,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+
+from tests.tasks.conftest import skip_without_django_tasks
+
+skip_without_django_tasks()
 from django.tasks import TaskResultStatus
 from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
