@@ -227,3 +227,16 @@ def test_a_profile_without_an_image_is_refused_at_check_and_enqueue(settings: An
     assert [e.id for e in task_backends["default"].check()] == ["container_manager.E301"]
     with pytest.raises(InvalidTask, match="has no image"):
         sample_tasks.add.enqueue(1, 2)
+
+
+def test_the_admin_shows_the_task_with_secret_named_arguments_masked(
+    offline_settings: Any, admin_client: Any
+) -> None:
+    result = sample_tasks.echo.enqueue("visible-positional", api_key="sk-very-secret-value", colour="blue")
+    ContainerJob.objects.filter(pk=result.id).update(status="completed", completed_at=timezone.now())
+    page = admin_client.get(f"/admin/container_manager/containerjob/{result.id}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Django task" in html
+    assert "tests.tasks.sample_tasks.echo" in html and "blue" in html and "visible-positional" in html
+    assert "sk-very-secret-value" not in html

@@ -34,6 +34,7 @@ from container_manager.forms import ContainerJobForm, EnvironmentVariableTemplat
 from container_manager.health import check_host
 from container_manager.models import ContainerJob, EnvironmentVariableTemplate, ExecutorHost
 from container_manager.states import ACTIVE_STATUSES, CLAIMABLE_STATUSES, JobStatus
+from container_manager.tasks.display import redacted_task
 from container_manager.workers import WorkerProcess
 from container_manager_core.envfile import EnvSyntaxError
 
@@ -263,7 +264,7 @@ class ContainerJobAdmin(JobConsole):
         "last_error",
         "logs_link",
     ]
-    readonly_fields = [*_state_fields, "environment_overrides_masked"]
+    readonly_fields = [*_state_fields, "environment_overrides_masked", "task_masked"]
 
     def get_fieldsets(self, request: HttpRequest, obj: ContainerJob | None = None) -> Any:
         # A read-only page renders raw field values; show the masked environment there instead.
@@ -285,6 +286,8 @@ class ContainerJobAdmin(JobConsole):
             (_("Environment"), {"fields": ["environment_template", *env_fields, "network_configuration"]}),
             (_("Limits"), {"fields": ["memory_limit", "cpu_limit", "pids_limit", "timeout_seconds"]}),
         ]
+        if obj is not None and obj.task is not None:
+            fieldsets.insert(1, (_("Django task"), {"fields": ["task_masked"]}))
         if obj is not None:
             fieldsets.append((_("State"), {"fields": self._state_fields}))
         return fieldsets
@@ -347,6 +350,10 @@ class ContainerJobAdmin(JobConsole):
         # Names only: values are write-only, whether or not they look secret.
         overrides = job.environment_overrides
         return ", ".join(sorted(map(str, overrides))) if isinstance(overrides, dict) and overrides else "-"
+
+    @admin.display(description=_("Django task"))
+    def task_masked(self, job: ContainerJob) -> SafeString:
+        return pretty_json(redacted_task(job.task))
 
     @admin.display(description=_("Logs"))
     def logs_link(self, job: ContainerJob) -> SafeString:

@@ -20,18 +20,13 @@ import sys
 import traceback
 from typing import Any
 
+from django.tasks import TaskContext, TaskResult, TaskResultStatus
+from django.utils.json import normalize_json
+
 from container_manager.tasks import channel
 
-try:  # Django 6.0's own task API, else the django-tasks backport on Django 5.2.
-    from django.tasks import TaskContext, TaskResult, TaskResultStatus
-    from django.utils.json import normalize_json
-
-    _DUMMY_BACKEND = "django.tasks.backends.dummy.DummyBackend"
-except ImportError:  # pragma: no cover - exercised on Django 5.2 with django-tasks
-    from django_tasks import TaskContext, TaskResult, TaskResultStatus  # type: ignore[no-redef,import-not-found]
-    from django_tasks.utils import normalize_json  # type: ignore[no-redef,import-not-found]
-
-    _DUMMY_BACKEND = "django_tasks.backends.dummy.DummyBackend"
+# Answers the ``@task`` decorator's validation when the project's settings are not in the image.
+_DUMMY_BACKEND = "django.tasks.backends.dummy.DummyBackend"
 
 
 def _configure_django(alias: str) -> None:
