@@ -23,7 +23,6 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -125,41 +124,57 @@ def build_base() -> str:
     return tag
 
 
-def _stage(target: Path) -> None:
-    """Copy the interpreter, Django and the sources into ``target`` (the image's /)."""
+def _payload() -> tuple[dict[str, Path], dict[str, str]]:
+    """Return what goes under the image's /opt: files (image path -> source) and symlinks (-> target).
+
+    Listed rather than copied, so an image that already exists is found by hashing the sources.
+    """
     prefix = Path(sys.base_prefix)
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    python = target / "opt/python"
-    (python / "bin").mkdir(parents=True)
-    shutil.copy2(prefix / "bin" / version, python / "bin" / version)
-    (python / "bin/python3").symlink_to(version)
-    (python / "bin/python").symlink_to(version)
-    (python / "lib").mkdir()
+    files: dict[str, Path] = {f"python/bin/{version}": prefix / "bin" / version}
+    links = {"python/bin/python3": version, "python/bin/python": version}
     for library in prefix.joinpath("lib").glob("libpython*.so*"):
-        shutil.copy2(library, python / "lib" / library.name, follow_symlinks=False)
+        if library.is_symlink():
+            links[f"python/lib/{library.name}"] = os.readlink(library)
+        else:
+            files[f"python/lib/{library.name}"] = library
     stdlib = prefix / "lib" / version
     for entry in stdlib.iterdir():
-        if entry.name in STDLIB_SKIPPED or entry.name.startswith("config-"):
-            continue
-        destination = python / "lib" / version / entry.name
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        if entry.is_dir():
-            shutil.copytree(entry, destination, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(entry, destination)
+        if entry.name not in STDLIB_SKIPPED and not entry.name.startswith("config-"):
+            files |= _tree(entry, f"python/lib/{version}/{entry.name}")
     site = Path(sysconfig.get_paths()["purelib"])
-    app = target / "opt/app"
     for package in SITE_PACKAGES:
-        shutil.copytree(site / package, app / package, ignore=shutil.ignore_patterns("__pycache__"))
+        files |= _tree(site / package, f"app/{package}")
     for source, destination in SOURCES:
-        path, into = REPO / source, app / destination
+        files |= _tree(REPO / source, f"app/{destination}")
+    return files, links
+
+
+def _tree(source: Path, destination: str) -> dict[str, Path]:
+    """Map every file under ``source`` (or ``source`` itself) to its path under ``destination``."""
+    if not source.is_dir():
+        return {destination: source}
+    found = {}
+    for directory, dirs, names in os.walk(source):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        for name in names:
+            path = Path(directory) / name
+            if not path.is_symlink():
+                found[f"{destination}/{path.relative_to(source)}"] = path
+    return found
+
+
+def _stage(target: Path, files: dict[str, Path], links: dict[str, str]) -> None:
+    """Copy the payload into ``target`` (the image's /opt), readable by the container's user."""
+    for destination, source in files.items():
+        into = target / destination
         into.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_dir():
-            shutil.copytree(path, into, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(path, into)
-    for path in _walk(target):
-        path.chmod(0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644)
+        shutil.copy2(source, into)
+        into.chmod(0o755 if os.access(source, os.X_OK) else 0o644)
+    for destination, link_target in links.items():
+        (target / destination).symlink_to(link_target)
+    for directory in (path for path in target.rglob("*") if path.is_dir() and not path.is_symlink()):
+        directory.chmod(0o755)
 
 
 def _compile(root: Path) -> None:
@@ -180,35 +195,28 @@ def _compile(root: Path) -> None:
             compiled.chmod(0o644)
 
 
-def _walk(root: Path) -> Iterator[Path]:
-    for directory, dirs, files in os.walk(root):
-        dirs.sort()
-        for name in sorted([*dirs, *files]):
-            path = Path(directory) / name
-            if not path.is_symlink():
-                yield path
-
-
-def _content_hash(root: Path, base: str) -> str:
+def _content_hash(files: dict[str, Path], links: dict[str, str], base: str) -> str:
     digest = hashlib.sha256(base.encode())
     # The recipe too: a change to how the image is made makes a new image.
     digest.update(Path(__file__).read_bytes())
-    for path in _walk(root):
-        digest.update(str(path.relative_to(root)).encode() + b"\0")
-        if path.is_file():
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    for destination in sorted(files):
+        digest.update(destination.encode() + b"\0")
+        digest.update(hashlib.sha256(files[destination].read_bytes()).digest())
+    for destination in sorted(links):
+        digest.update(f"{destination} -> {links[destination]}".encode() + b"\0")
     return digest.hexdigest()[:16]
 
 
 def build() -> str:
     """Return the task image's tag, building the base and the image when either is missing."""
     base = build_base()
+    files, links = _payload()
+    tag = f"{IMAGE_REPOSITORY}:{_content_hash(files, links, base)}"
+    if _image_exists(tag):
+        return tag
     with tempfile.TemporaryDirectory(prefix="cm-task-image-") as work:
         context = Path(work)
-        _stage(context)
-        tag = f"{IMAGE_REPOSITORY}:{_content_hash(context / 'opt', base)}"
-        if _image_exists(tag):
-            return tag
+        _stage(context / "opt", files, links)
         _compile(context / "opt")
         (context / "Dockerfile").write_text(DOCKERFILE.format(base=base))
         subprocess.run(
