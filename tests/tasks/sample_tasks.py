@@ -80,3 +80,14 @@ def introspect(context: TaskContext, label: str) -> dict[str, Any]:
 @task
 async def coroutine(value: int) -> int:
     return value * 2
+
+
+@task
+def silence() -> str:
+    """Close fd 1 and point sys.stdout elsewhere: the result must still come out."""
+    print("before the close")
+    sys.stdout.flush()
+    os.close(1)
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
+    print("into the void")
+    return "still heard"

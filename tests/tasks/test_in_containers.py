@@ -158,16 +158,19 @@ def test_tasks_start_in_priority_order(backend_settings: Any, settings: Any) -> 
     assert [r.task.priority for r in by_start] == sorted(order, reverse=True)
 
 
-def test_context_arguments_and_coroutines(backend_settings: Any) -> None:
+def test_context_arguments_coroutines_and_a_closed_stdout(backend_settings: Any) -> None:
     introspected = sample_tasks.introspect.enqueue(label="here")
     doubled = sample_tasks.coroutine.enqueue(21)
     echoed = sample_tasks.echo.enqueue(1, "two", [3.0], flag=True, nested={"a": None})
+    silenced = sample_tasks.silence.enqueue()
     run_worker()
-    for result in (introspected, doubled, echoed):
+    for result in (introspected, doubled, echoed, silenced):
         result.refresh()
         assert result.status == TaskResultStatus.SUCCESSFUL, result.errors
     assert introspected.return_value == {"id": introspected.id, "label": "here", "attempt": 1}
     assert doubled.return_value == 42
+    # The task closed fd 1 and replaced sys.stdout; the runner kept its own copy of the descriptor.
+    assert silenced.return_value == "still heard"
     assert echoed.return_value == {"args": [1, "two", [3.0]], "kwargs": {"flag": True, "nested": {"a": None}}}
 
 
