@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("container_manager", "0006_worker_processes"),
+        ("container_manager", "0007_host_capacity"),
     ]
 
     operations = [
