@@ -240,3 +240,20 @@ def test_the_admin_shows_the_task_with_secret_named_arguments_masked(
     assert "Django task" in html
     assert "tests.tasks.sample_tasks.echo" in html and "blue" in html and "visible-positional" in html
     assert "sk-very-secret-value" not in html
+
+
+def test_the_system_check_warns_rather_than_crashes_without_a_usable_database(
+    offline_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import ProgrammingError
+
+    from container_manager import placement
+
+    def missing_table(job: Any) -> None:
+        raise ProgrammingError('relation "container_manager_executorhost" does not exist')
+
+    # As before `migrate`: create_job's placement rule reads the hosts' table.
+    monkeypatch.setattr(placement, "hosts_for", missing_table)
+    [warning] = task_backends["default"].check()
+    assert warning.id == "container_manager.W301"
+    assert "not checked against create_job's rules" in warning.msg

@@ -104,7 +104,8 @@ def _unknown_keys(where: str, options: Mapping[str, Any]) -> list[str]:
 def profile_errors(profile: QueueProfile, *, with_host: bool = True) -> list[str]:
     """Return every reason create_job would refuse the queue's jobs (the same checks, the same policy).
 
-    Without the host, no database is read: the start-up check's way.
+    Without the host, no host is looked up by name (the start-up check's way); create_job's
+    placement rule still reads the hosts, and a DatabaseError from it is the caller's to handle.
     """
     from container_manager.models import ContainerJob
 
