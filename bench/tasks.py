@@ -12,8 +12,9 @@ The same function (``tests.tasks.sample_tasks.add``) runs ``--tasks`` times, one
 
 Prints the p50/p95 latency of each and their ratio, then where the container path spends it:
 queued -> container running (claim, create, start) and running -> result saved (the interpreter's
-start, Django's import, the task, the exit, the harvest). Uses the benchmark database
-(``CM_BENCH_DATABASE_URL``, see bench/README.md).
+start, Django's import, the task, the exit, the harvest). Uses its own database,
+``CM_BENCH_TASKS_DATABASE_URL`` (default ``.../cm_bench_tasks``, created and migrated on first use),
+so the migrations of a branch under test never meet another benchmark's database.
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ def main(argv: list[str] | None = None) -> None:
     from tests.tasks import image
 
     tag = image.build()
-    url = os.environ.get("CM_BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
+    url = os.environ.get(
+        "CM_BENCH_TASKS_DATABASE_URL", DEFAULT_DATABASE_URL.replace("cm_bench", "cm_bench_tasks")
+    )
     ensure_database(url)
     os.environ |= {
         "DJANGO_SETTINGS_MODULE": "bench.task_settings",
