@@ -133,7 +133,18 @@ def decode_stream(kept: bytes, dropped: int, limit: int) -> DecodedStream:
         text, replaced = storable_text(kept)
         return DecodedStream(text, 0, replaced)
     split = head_budget(limit)
-    head, tail = kept[:split], kept[split:]
+    return decode_parts(kept[:split], kept[split:], dropped)
+
+
+def decode_parts(head: bytes, tail: bytes, dropped: int) -> DecodedStream:
+    """Decode a stream kept as a head and a tail with ``dropped`` bytes cut between them.
+
+    Nothing cut: the two are one text. Else the notice goes between them, and a character the cut
+    split in two is dropped whole and counted (see :func:`decode_stream`).
+    """
+    if not dropped:
+        text, replaced = storable_text(head + tail)
+        return DecodedStream(text, 0, replaced)
     head_cut, tail_cut = _unfinished_character(head), _leading_continuations(tail)
     head, tail = head[: len(head) - head_cut], tail[tail_cut:]
     dropped += head_cut + tail_cut
@@ -197,6 +208,30 @@ class HeadTailBuffer:
         if excess > 0:
             del self._tail[:excess]
 
+    def skip(self, count: int) -> None:
+        """Count ``count`` bytes of the stream that never arrived (an executor's own cap cut them).
+
+        Bytes after a gap do not continue what came before: the head is closed and the tail
+        restarts, so what is kept is always contiguous head and tail, and the rest is dropped.
+        """
+        if count < 0:
+            raise ValueError(f"A gap in a log stream is zero or more bytes, got {count!r}.")
+        if not count:
+            return
+        self._total += count
+        self._head_limit = len(self._head)
+        self._tail.clear()
+
+    @property
+    def head(self) -> bytes:
+        """Return the head kept so far (it only grows, up to half the cap)."""
+        return bytes(self._head)
+
+    @property
+    def tail(self) -> bytes:
+        """Return the rolling tail: the last bytes fed after the head was full."""
+        return bytes(self._tail)
+
     @property
     def total(self) -> int:
         """Return how many bytes were fed in all."""
@@ -209,8 +244,9 @@ class HeadTailBuffer:
 
     def decoded(self) -> DecodedStream:
         """Return what was fed as storable text, through :func:`decode_stream`."""
-        kept, dropped = self.result()
-        return decode_stream(kept, dropped, self._head_limit + self._tail_limit)
+        return decode_parts(
+            bytes(self._head), bytes(self._tail), self._total - len(self._head) - len(self._tail)
+        )
 
 
 def buffered_logs(stdout: HeadTailBuffer, stderr: HeadTailBuffer, *, timestamps: bool) -> ExecutionLogs:

@@ -122,6 +122,10 @@ class AppSettings:
     LEASE_SECONDS: int = 60
     RECONCILE_INTERVAL: float = 30
     LOG_CAP_BYTES: int = MIB
+    # Where followed log chunks go: None for the database, else a key of Django's STORAGES (object
+    # storage, say). Days they are kept after the attempt's harvest (purge_job_logs); None: for ever.
+    LOG_STORAGE: str | None = None
+    LOG_RETENTION_DAYS: int | None = None
     CLEANUP_AFTER_HARVEST: bool = True
     SHUTDOWN_GRACE_SECONDS: float = 30
     STOP_GRACE_SECONDS: int = 10
@@ -196,6 +200,7 @@ class AppSettings:
             _require_positive("FINISHED_JOB_RETENTION_DAYS", self.FINISHED_JOB_RETENTION_DAYS, integer=False)
         self._check_user()
         self._check_metrics_access()
+        self._check_log_storage()
         manager_id: object = self.MANAGER_ID  # whatever the settings dict held
         if manager_id is not None and (
             not isinstance(manager_id, str) or not OWNER_PATTERN.match(manager_id)
@@ -208,6 +213,20 @@ class AppSettings:
         if self.ALLOWED_REGISTRIES is not None:
             object.__setattr__(
                 self, "ALLOWED_REGISTRIES", _str_tuple("ALLOWED_REGISTRIES", self.ALLOWED_REGISTRIES)
+            )
+
+    def _check_log_storage(self) -> None:
+        storage: object = self.LOG_STORAGE
+        if storage is not None and (not isinstance(storage, str) or not storage):
+            raise ImproperlyConfigured(
+                "CONTAINER_MANAGER['LOG_STORAGE'] must be None (the database) or the name of a storage "
+                f"in STORAGES, got {storage!r}."
+            )
+        days: object = self.LOG_RETENTION_DAYS
+        if days is not None and (isinstance(days, bool) or not isinstance(days, int) or days < 1):
+            raise ImproperlyConfigured(
+                "CONTAINER_MANAGER['LOG_RETENTION_DAYS'] must be None (keep for ever) or a whole number "
+                f"of days of at least 1, got {days!r}."
             )
 
     def _check_user(self) -> None:

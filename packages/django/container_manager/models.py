@@ -332,6 +332,9 @@ class ContainerJob(models.Model):
     stderr_replaced_bytes = models.BigIntegerField(
         default=0, help_text=_("NUL and invalid UTF-8 bytes of stderr replaced to store it as text.")
     )
+    run_seconds = models.FloatField(
+        null=True, blank=True, help_text=_("The container's own run time, by the engine's clock.")
+    )
     max_memory_usage = models.BigIntegerField(null=True, blank=True, help_text=_("Bytes"))
     cpu_usage_percent = models.FloatField(null=True, blank=True)
 
@@ -396,6 +399,9 @@ class ContainerJob(models.Model):
 
     @property
     def duration(self) -> timedelta | None:
+        """Return the container's run time by the engine's clock, else (older rows) started to completed."""
+        if self.run_seconds is not None:
+            return timedelta(seconds=self.run_seconds)
         if self.started_at and self.completed_at:
             return self.completed_at - self.started_at
         return None
@@ -956,6 +962,7 @@ _RESULT_RESET: Final[Mapping[str, Any]] = {
     "stderr_replaced_bytes": 0,
     "max_memory_usage": None,
     "cpu_usage_percent": None,
+    "run_seconds": None,
     "launched_at": None,
     "started_at": None,
     "completed_at": None,
@@ -1038,3 +1045,8 @@ def _claim_rows(
         [*(pk.get_db_prep_value(value, connection) for value in pks), *claimable],
         raw_assignments=[f"{attempt} = {attempt} + 1"],
     )
+
+
+# Per-attempt history and followed logs live in their own module; imported here for the app registry.
+from container_manager.attempts import JobAttempt as JobAttempt  # noqa: E402
+from container_manager.attempts import LogChunk as LogChunk  # noqa: E402
