@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import ClassVar, Protocol
 
 from container_manager_core.hookspecs import hookimpl
+from container_manager_core.logstream import LogPiece, followed_after_exit
 from container_manager_core.types import (
     Execution,
     ExecutionLogs,
@@ -114,6 +115,22 @@ class ExecutorPlugin(abc.ABC):
 
         Crash recovery uses it to reconcile the database with what really runs.
         """
+
+    def follow_logs(self, host: HostSpec, execution_id: str, *, cursor: str = "") -> Iterator[LogPiece]:
+        """Yield the job's own output bytes as it prints them, per stream, until it has exited.
+
+        ``cursor``: the last piece's, to go on after an error without repeating a byte. This
+        default polls: it waits for the exit, then reads ``get_logs`` once (capped, the cut
+        counted as skipped bytes). Engines that can stream output override it.
+
+        Raises:
+            ExecutionNotFound: no execution with this id.
+        """
+        return followed_after_exit(
+            lambda timeout: self.wait_for_exit(host, execution_id, timeout),
+            lambda: self.get_logs(host, execution_id, timestamps=False),
+            cursor,
+        )
 
     def wait_for_exit(self, host: HostSpec, execution_id: str, timeout: float) -> bool:
         """Block for up to ``timeout`` seconds until the execution has exited (or is gone).

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import enum
 import threading
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import attrs
 
-from container_manager_core.logtext import HeadTailBuffer, buffered_logs, head_budget
+from container_manager_core.logtext import HeadTailBuffer, buffered_logs, head_budget, truncation_notice
 from container_manager_core.types import ExecutionLogs
+
+# Longest single wait for the exit in the polling follow (it waits as long as the job runs).
+EXIT_WAIT_SECONDS = 30.0
 
 
 class LogStream(enum.StrEnum):
@@ -155,3 +159,40 @@ class LogCapture:
                 self._streams[LogStream.STDERR].buffer,
                 timestamps=False,
             )
+
+
+# The cursor of an output read whole after the exit: nothing is left to follow.
+END_CURSOR = "end"
+
+
+def pieces_of(logs: ExecutionLogs) -> Iterator[LogPiece]:
+    """Yield an executor's capped logs as pieces: each stream's head, then its tail after the cut.
+
+    For executors that cannot follow output while it runs: what their own cap dropped is counted
+    as skipped bytes, so the capture's dropped figure still covers it.
+    """
+    for stream, text, dropped in (
+        (LogStream.STDOUT, logs.stdout, logs.stdout_dropped_bytes),
+        (LogStream.STDERR, logs.stderr, logs.stderr_dropped_bytes),
+    ):
+        head, notice, tail = text.partition(truncation_notice(dropped)) if dropped else (text, "", "")
+        if not notice:
+            head, tail = text, ""
+        yield LogPiece(stream, head.encode("utf-8", "surrogatepass"), cursor=END_CURSOR)
+        if dropped:
+            yield LogPiece(stream, tail.encode("utf-8", "surrogatepass"), skipped=dropped, cursor=END_CURSOR)
+
+
+def followed_after_exit(
+    wait_for_exit: Callable[[float], bool], read_logs: Callable[[], ExecutionLogs], cursor: str
+) -> Iterator[LogPiece]:
+    """The polling way to follow output: wait for the exit, then read the logs once.
+
+    ``wait_for_exit(timeout)`` says whether the execution has exited; ``read_logs`` reads its
+    capped logs without timestamps.
+    """
+    if cursor == END_CURSOR:
+        return
+    while not wait_for_exit(EXIT_WAIT_SECONDS):
+        pass
+    yield from pieces_of(read_logs())

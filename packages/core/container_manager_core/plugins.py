@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Iterator
 
 import pluggy
 
 from container_manager_core import hookspecs
 from container_manager_core.errors import NoExecutorPlugin, PluginLoadError, PolicyViolationError
 from container_manager_core.executor import ExecutorPlugin, ExecutorRegistry
+from container_manager_core.logstream import LogPiece
 from container_manager_core.types import (
     Execution,
     ExecutionLogs,
@@ -183,6 +185,10 @@ class PluginManager:
 
     def list_executions(self, host: HostSpec) -> list[tuple[str, str]]:
         return list(self.executor(host.executor_type).list_executions(host))
+
+    def follow_logs(self, host: HostSpec, execution_id: str, *, cursor: str = "") -> Iterator[LogPiece]:
+        """Yield the execution's output as it is printed, until it has exited (``ExecutorPlugin.follow_logs``)."""
+        return self.executor(host.executor_type).follow_logs(host, execution_id, cursor=cursor)
 
     def wait_for_exit(self, host: HostSpec, execution_id: str, timeout: float) -> bool:
         """Block up to ``timeout`` seconds; True once the execution has exited or is gone."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -14,10 +14,16 @@ import docker
 import docker.errors
 
 from container_manager_core.capabilities import Capabilities, unenforceable
-from container_manager_core.errors import ExecutionNotFound, ImagePullFailed, LaunchFailed
+from container_manager_core.errors import (
+    ExecutionNotFound,
+    ExecutorUnavailable,
+    ImagePullFailed,
+    LaunchFailed,
+)
 from container_manager_core.executor import poll_until
 from container_manager_core.hookspecs import hookimpl
 from container_manager_core.labels import JOB_ID_LABEL, OWNER_LABEL
+from container_manager_core.logstream import LogPiece
 from container_manager_core.plugins import ExecutorPlugin
 from container_manager_core.types import (
     Execution,
@@ -30,6 +36,7 @@ from container_manager_core.types import (
     ResourceUsage,
     Violation,
 )
+from docker_executor.attach import Attachments
 from docker_executor.config import docker_address, docker_config, host_violations
 from docker_executor.connection import ClientCache, connection_key, whole_seconds
 from docker_executor.engine_errors import (
@@ -43,7 +50,7 @@ from docker_executor.events import actions_seen
 from docker_executor.guard import check_create_payload
 from docker_executor.health import UserNamespaceGate, check_health
 from docker_executor.image_pull import ensure_image
-from docker_executor.logs import read_logs
+from docker_executor.logs import follow_logs, followed_pieces, read_logs
 from docker_executor.naming import job_id_of, owner_filter
 from docker_executor.networks import join_networks, require_networks
 from docker_executor.oom import oom_killed
@@ -63,6 +70,8 @@ OOM_SETTLE_SECONDS = 2.0
 _VERDICT_EVENTS = ("oom", "kill")
 # How long an image seen on a host is trusted to still be there (a removal is caught at create).
 IMAGE_PRESENCE_SECONDS = 60.0
+# Longest wait for the exit once a container's attached output ended (the two are near-simultaneous).
+ATTACH_EXIT_SECONDS = 5.0
 _LIVE_STATES = frozenset({"running", "restarting", "paused"})
 
 
@@ -84,6 +93,7 @@ class DockerExecutor(ExecutorPlugin):
         # Images seen on a host recently: the per-launch inspect is skipped while the entry is fresh.
         self._images: Recent[float] = Recent()
         self._user_namespaces = UserNamespaceGate()
+        self._attachments = Attachments()
 
     # Policy --------------------------------------------------------------------------------------
 
@@ -185,6 +195,8 @@ class DockerExecutor(ExecutorPlugin):
         container_id = str(created["Id"])
         try:
             join_networks(api, host, container_id, payload.extra_networks)
+            # Before the start, so the follower reads every byte as it is written (attach.py).
+            self._attachments.attach(api, container_id)
             api.start(container_id)
         except LaunchFailed:
             self._discard(api, container_id)
@@ -222,6 +234,7 @@ class DockerExecutor(ExecutorPlugin):
 
     def _discard(self, api: docker.APIClient, container_id: str) -> None:
         """Remove a container whose launch failed, so no half-launched container is left behind."""
+        self._attachments.close(container_id)
         try:
             api.remove_container(container_id, force=True, v=True)
         except docker.errors.DockerException as exc:
@@ -324,6 +337,33 @@ class DockerExecutor(ExecutorPlugin):
             except docker.errors.NotFound:
                 raise ExecutionNotFound(execution_id) from None
 
+    def follow_logs(self, host: HostSpec, execution_id: str, *, cursor: str = "") -> Iterator[LogPiece]:
+        """Yield the container's output as it is written (the job's own bytes), until it has exited.
+
+        From the attachment made before its start when there is one (every byte, exactly), else
+        from the engine's logs endpoint, skipping what ``cursor`` counts as read.
+        """
+        attachment = None if cursor else self._attachments.take(execution_id)
+        with engine_call(host, f"follow the output of execution {execution_id!r}"):
+            try:
+                if attachment is None:
+                    api = self._get_client(host).api
+                    timeout = self._call_timeout(host)
+                    yield from follow_logs(api, execution_id, cursor=cursor, timeout=timeout)
+                    return
+                try:
+                    yield from followed_pieces(attachment.reader, "")
+                finally:
+                    self._attachments.close(execution_id)
+            except docker.errors.NotFound:
+                raise ExecutionNotFound(execution_id) from None
+        # The attachment ends when the process's output closes: at its exit, unless the engine
+        # went away while a live-restored container ran on. Then the follower resumes.
+        if not self.wait_for_exit(host, execution_id, ATTACH_EXIT_SECONDS):
+            raise ExecutorUnavailable(
+                f"The output of execution {execution_id!r} ended while it still runs on host {host.name!r}."
+            )
+
     def get_usage(self, host: HostSpec, execution_id: str) -> ResourceUsage:
         """Return peak memory and average CPU so far; None fields when they are not known."""
         api = self._get_client(host).api
@@ -383,6 +423,7 @@ class DockerExecutor(ExecutorPlugin):
                 if status_code(exc) != 409:  # 409: another caller's removal is already in progress
                     raise
                 removed = False
+        self._attachments.close(execution_id)
         self._samples.forget(execution_id)
         self._verdicts.forget(execution_id)
         self._stops.forget(execution_id)

@@ -32,6 +32,13 @@ def termination_reason(status: ExecutionStatus, stop_reason: str) -> Termination
     return TerminationReason.NON_ZERO_EXIT
 
 
+def run_seconds(status: ExecutionStatus) -> float | None:
+    """Return the container's own run time by the engine's clock (never the harvest's), if known."""
+    if status.started_at is None or status.finished_at is None:
+        return None
+    return max(0.0, (status.finished_at - status.started_at).total_seconds())
+
+
 def harvest_fields(
     status: ExecutionStatus, logs: ExecutionLogs | None, usage: ResourceUsage | None
 ) -> dict[str, Any]:
@@ -41,7 +48,7 @@ def harvest_fields(
     every database, whatever the plugin handed over: NUL and invalid UTF-8 replaced and counted
     (on top of what the plugin's decoding counted), the parsed JSON's strings likewise.
     """
-    fields: dict[str, Any] = {"exit_code": status.exit_code}
+    fields: dict[str, Any] = {"exit_code": status.exit_code, "run_seconds": run_seconds(status)}
     if logs is not None:
         stdout, stdout_replaced = storable_text(logs.stdout)
         stderr, stderr_replaced = storable_text(logs.stderr)

@@ -23,7 +23,7 @@ from container_manager.exceptions import InvalidStateTransition
 from container_manager.models import ROW_DATA_ERRORS, ContainerJob, Owner
 from container_manager.security import log_policy_rejection
 from container_manager.states import FINISHED_STATUSES, JobStatus, TerminationReason
-from container_manager.worker import hosts, outcome
+from container_manager.worker import hosts, logstore, outcome
 from container_manager.worker.logevents import log_event
 from container_manager.worker.tracking import (
     Exited,
@@ -33,6 +33,7 @@ from container_manager.worker.tracking import (
     LaunchRefused,
     Report,
     Tracked,
+    UsageSampled,
     Vanished,
 )
 from container_manager_core.errors import PolicyViolationError
@@ -140,15 +141,33 @@ class Recorder:
                 result = outcome.harvest_fields(report.status, report.logs, report.usage)
                 result["stop_reason"] = tracked.stop_reason
                 reason = outcome.termination_reason(report.status, tracked.stop_reason)
-                return self._exit(
+                step = self._exit(
                     tracked, reason, result=result, error=report.error, interrupted=tracked.interrupted
                 )
+                self._finish_attempt(tracked, step, reason, report.error, report)
+                return step
             case Vanished():
-                return self._exit(
-                    tracked,
-                    TerminationReason.HOST_LOST,
-                    error="The container vanished before it was harvested.",
-                )
+                error = "The container vanished before it was harvested."
+                step = self._exit(tracked, TerminationReason.HOST_LOST, error=error)
+                self._finish_attempt(tracked, step, TerminationReason.HOST_LOST, error, None)
+                return step
+            case UsageSampled():
+                logstore.store_usage_sample(tracked, report.usage, report.seconds)
+                return FOLLOW
+
+    def _finish_attempt(
+        self, tracked: Tracked, step: Next, reason: TerminationReason, error: str, exited: Exited | None
+    ) -> None:
+        # The reason the job's row settled on (a retry, an interruption) when this worker saved it.
+        settled = tracked.job.termination_reason if step.saved else reason
+        logstore.finish_attempt(
+            tracked,
+            status=exited.status if exited else None,
+            usage=exited.usage if exited else None,
+            harvest_seconds=exited.harvest_seconds if exited else None,
+            reason=settled or reason,
+            error=error,
+        )
 
     def _running(self, tracked: Tracked, report: Launched) -> Next:
         job = tracked.job
@@ -164,6 +183,7 @@ class Recorder:
             error = f"The launched container could not be recorded: {describe(exc)}"
             ended = self._fail_launch(tracked, TerminationReason.RESULT_UNSTORABLE, error)
             return Next(follow=False, saved=ended.saved, finished=ended.finished, why=ended.why, stop=True)
+        logstore.open_attempt(tracked, worker_id=self.worker_id)
         log_event(
             "running",
             job=job.pk,

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from container_manager.states import TerminationReason
 from container_manager.worker.logevents import log_event
+from container_manager.worker.logstore import FLUSH_BYTES, new_capture
 from container_manager.worker.tracking import (
     Exited,
     HostBack,
@@ -24,6 +25,7 @@ from container_manager.worker.tracking import (
     Report,
     StopReason,
     Tracked,
+    UsageSampled,
     Vanished,
 )
 from container_manager_core.errors import (
@@ -58,6 +60,9 @@ REMOVAL_WAIT_SECONDS = 30.0
 ADOPT_RECHECK_SECONDS = 2.0
 # Pause between attempts while the engine is unreachable, growing to the maximum.
 RETRY_PAUSE_SECONDS = (0.5, 1.0, 2.0, 5.0)
+# Longest wait, once the container has exited, for its followed output to be read to the end;
+# past it the harvest reads the logs the old way (the engine's own copy, capped).
+FOLLOW_DRAIN_SECONDS = 30.0
 # Harvests the host refuses (not an unreachable engine, which is waited for) before the job ends
 # without its output: a refusal caused by the host's config would otherwise repeat for ever.
 HARVEST_ATTEMPTS = 5
@@ -178,9 +183,56 @@ class Runner:
         with contextlib.suppress(ExecutionNotFound):
             self._pm.cleanup(tracked.host, execution_id)
 
+    def _start_following(self, tracked: Tracked) -> None:
+        if tracked.capture is None:
+            tracked.capture = new_capture(tracked)
+            thread = threading.Thread(
+                target=self._follow_output, args=(tracked,), name=f"logs-{tracked.pk}", daemon=True
+            )
+            thread.start()
+
+    def _follow_output(self, tracked: Tracked) -> None:
+        """Read the job's output while it runs, into its capture, until the output ends.
+
+        A broken connection (or a read that timed out on a silent job) resumes from the last
+        piece's cursor; the main thread stores what the capture holds.
+        """
+        capture = tracked.capture
+        failures = 0
+        try:
+            while capture is not None and not tracked.abandoned and not tracked.harvested:
+                try:
+                    for piece in self._pm.follow_logs(
+                        tracked.host, tracked.execution_id, cursor=capture.cursor
+                    ):
+                        capture.feed(piece)
+                        failures = 0
+                        if capture.untaken >= FLUSH_BYTES:
+                            self._wake()
+                    capture.complete = True
+                    return
+                except ExecutionNotFound:
+                    return
+                except Exception as exc:  # A follower must end or resume, never die silently.
+                    failures += 1
+                    log_event(
+                        "follow_interrupted",
+                        job=tracked.pk,
+                        execution=tracked.execution_id,
+                        attempt=failures,
+                        error=str(exc) or repr(exc),
+                        level=logging.DEBUG,
+                    )
+                    time.sleep(RETRY_PAUSE_SECONDS[min(failures - 1, len(RETRY_PAUSE_SECONDS) - 1)])
+        finally:
+            tracked.output_ended.set()
+            self._wake()
+
     def _watch(self, tracked: Tracked) -> None:
         failures = 0
         sample_wait = FIRST_USAGE_SAMPLE_SECONDS
+        watched_at = time.monotonic()
+        self._start_following(tracked)
         while not tracked.abandoned:
             if tracked.deadline is not None and time.time() >= tracked.deadline and not tracked.stop_reason:
                 tracked.stop_reason = StopReason.TIMEOUT
@@ -201,15 +253,23 @@ class Runner:
                 self._harvest(tracked)
                 return
             # Still running: the engine measures only live containers, so sample now and then.
-            self._sample_usage(tracked)
+            self._sample_usage(tracked, time.monotonic() - watched_at)
             sample_wait = min(WAIT_SLICE_SECONDS, sample_wait * 2)
 
-    def _sample_usage(self, tracked: Tracked) -> None:
+    def _sample_usage(self, tracked: Tracked, seconds: float) -> None:
         try:
-            self._pm.get_usage(tracked.host, tracked.execution_id)
+            usage = self._pm.get_usage(tracked.host, tracked.execution_id)
         except ExecutorError:
             return  # A missed sample only makes the usage figures coarser.
         tracked.sampled = True
+        self._send(UsageSampled(tracked, usage, seconds))
+
+    def _followed_logs(self, tracked: Tracked) -> ExecutionLogs | None:
+        """Return the output followed to its end, or None if it could not be (then it is read at once)."""
+        capture = tracked.capture
+        if capture is None or not tracked.output_ended.wait(FOLLOW_DRAIN_SECONDS):
+            return None
+        return capture.logs() if capture.complete else None
 
     def _unreachable(self, tracked: Tracked, exc: ExecutorError, failures: int) -> int:
         # A restarting engine kills what runs there: remember it, so the exit is not blamed on the job.
@@ -223,18 +283,23 @@ class Runner:
         host, eid = tracked.host, tracked.execution_id
         failures = refusals = 0
         status: ExecutionStatus | None = None
+        exit_seen = time.monotonic()
+        followed = self._followed_logs(tracked)
         while not tracked.abandoned:
             try:
                 # The state and how the run ended, then the logs.
                 status = self._pm.check_status(host, eid)
                 if status.state is ExecutionState.NOT_FOUND:
+                    tracked.harvested = True
                     self._send(Vanished(tracked))
                     return
-                try:
-                    logs: ExecutionLogs | None = self._pm.get_logs(host, eid, timestamps=True)
-                    error = ""
-                except ExecutionNotFound as exc:
-                    logs, error = None, str(exc)
+                error = ""
+                logs: ExecutionLogs | None = followed
+                if logs is None:
+                    try:
+                        logs = self._pm.get_logs(host, eid, timestamps=False)
+                    except ExecutionNotFound as exc:
+                        logs, error = None, str(exc)
                 if status.interrupted:
                     tracked.interrupted = True  # stopped by the engine (or its operator), not the job
                 usage: ResourceUsage | None = None
@@ -242,7 +307,8 @@ class Runner:
                     # Without a sample taken while it ran, the engine knows nothing: spare the call.
                     with contextlib.suppress(ExecutionNotFound):
                         usage = self._pm.get_usage(host, eid)
-                self._send(Exited(tracked, status, logs, usage, error))
+                tracked.harvested = True
+                self._send(Exited(tracked, status, logs, usage, error, time.monotonic() - exit_seen))
                 return
             except ExecutorUnavailable as exc:
                 if not isinstance(exc, HostMisconfigured):
@@ -266,6 +332,7 @@ class Runner:
             if refusals >= HARVEST_ATTEMPTS:
                 # The exit is kept if its status was read; the output is missing, and the error says why.
                 exited = status if status is not None and status.state is ExecutionState.EXITED else None
+                tracked.harvested = True
                 self._send(
                     Exited(
                         tracked,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
+from typing import Any
 
 from container_manager.models import ContainerJob
 from container_manager.states import TerminationReason
+from container_manager_core.logstream import LogCapture
 from container_manager_core.types import ExecutionLogs, ExecutionStatus, HostSpec, JobSpec, ResourceUsage
 
 
@@ -37,6 +40,12 @@ class Tracked:
     interrupted: bool = False  # The engine was unreachable while the container ran.
     abandoned: bool = False  # Another worker or a person moved the job: stop acting on it.
     sampled: bool = False  # The executor measured its usage at least once while it ran.
+    # The output followed while it runs: fed by its follower thread, stored by the main thread.
+    capture: LogCapture | None = None
+    output_ended: threading.Event = field(default_factory=threading.Event)  # the follower is done
+    attempt_pk: Any = None  # Its JobAttempt row (main thread only).
+    tail_stored: bool = False  # Tail chunks were stored while it ran (main thread only).
+    harvested: bool = False  # Its results were sent: the follower has nothing left to do.
 
     @property
     def pk(self) -> str:
@@ -80,6 +89,16 @@ class Exited:
     logs: ExecutionLogs | None
     usage: ResourceUsage | None
     error: str = ""
+    harvest_seconds: float | None = None  # The worker's time from seeing the exit to these results.
+
+
+@dataclass(frozen=True)
+class UsageSampled:
+    """A usage measurement taken while the job ran, ``seconds`` after its launch."""
+
+    tracked: Tracked
+    usage: ResourceUsage
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -89,4 +108,4 @@ class Vanished:
     tracked: Tracked
 
 
-Report = Launched | LaunchRefused | HostDown | HostBack | Exited | Vanished
+Report = Launched | LaunchRefused | HostDown | HostBack | Exited | Vanished | UsageSampled

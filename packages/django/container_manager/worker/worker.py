@@ -21,7 +21,7 @@ from django.db import DatabaseError, InterfaceError, connection
 from container_manager.conf import AppSettings, app_settings
 from container_manager.executors.registry import get_plugin_manager
 from container_manager.models import ContainerJob
-from container_manager.worker import claims, hosts
+from container_manager.worker import claims, hosts, logstore
 from container_manager.worker.logevents import log_event
 from container_manager.worker.outage import Outage, drop_connection
 from container_manager.worker.reconcile import Reconciler
@@ -33,6 +33,8 @@ from container_manager.workers import WorkerProcess
 from container_manager_core.plugins import PluginManager
 from container_manager_core.types import Violation
 
+# How often what running jobs printed is stored, at most (sooner when a job printed FLUSH_BYTES).
+LOG_STORE_SECONDS = 1.0
 # How often running jobs are checked for a cancel request, at most.
 CANCEL_CHECK_SECONDS = 1.0
 # Longest pause after a database error before trying again (PostgreSQL restarts take seconds).
@@ -111,6 +113,7 @@ class Worker:
         self._claim_cadence = Every(self.poll_interval)
         # A fast queue poll must not turn into a fast cancel poll: cancels are rare and a second is prompt.
         self._cancel_cadence = Every(max(self.poll_interval, CANCEL_CHECK_SECONDS))
+        self._log_cadence = Every(LOG_STORE_SECONDS)
         self._lease_cadence = Every(self.settings.LEASE_SECONDS / 3)
         self._health_cadence = Every(self.settings.HEALTH_CHECK_INTERVAL)
         self._reconcile_cadence = Every(self.settings.RECONCILE_INTERVAL)
@@ -233,6 +236,8 @@ class Worker:
     def _idle_timeout(self) -> float:
         now = time.monotonic()
         cadences = [self._cancel_cadence, self._lease_cadence, self._health_cadence, self._reconcile_cadence]
+        if self.tracked:
+            cadences.append(self._log_cadence)
         if self._can_claim():
             cadences.append(self._claim_cadence)
         return max(0.0, min(c.next_at for c in cadences) - now)
@@ -248,6 +253,7 @@ class Worker:
         if self._health_cadence.due(now):
             hosts.check_health(self.host_names)
         self._apply_reports()
+        self._store_output(now)
         # Claims are on a queued job's latency path; the lease and cancel checks that follow can
         # wait the few milliseconds a claim takes.
         announced = self._job_queued.is_set()
@@ -262,6 +268,14 @@ class Worker:
             self._renew_leases()
         if self._cancel_cadence.due(now):
             self._check_cancels()
+
+    def _store_output(self, now: float) -> None:
+        """Store what running jobs printed: every LOG_STORE_SECONDS, or at once past FLUSH_BYTES."""
+        due = self._log_cadence.due(now)
+        for tracked in list(self.tracked.values()):
+            capture = tracked.capture
+            if capture is not None and (capture.untaken >= logstore.FLUSH_BYTES or (due and capture.untaken)):
+                logstore.store_new_output(tracked)
 
     def _can_claim(self) -> bool:
         if self._stop_requested or len(self.tracked) >= self.concurrency:
@@ -315,6 +329,8 @@ class Worker:
             self._carry_out(tracked, prepared)
 
     def _follow(self, tracked: Tracked) -> None:
+        if tracked.execution_id:  # Adopted while it runs: its attempt goes on, its output is read again.
+            logstore.open_attempt(tracked, worker_id=self.worker_id)
         self.tracked[tracked.pk] = tracked
         self._runner.start(tracked)
 
