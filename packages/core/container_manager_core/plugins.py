@@ -190,6 +190,10 @@ class PluginManager:
         """Yield the execution's output as it is printed, until it has exited (``ExecutorPlugin.follow_logs``)."""
         return self.executor(host.executor_type).follow_logs(host, execution_id, cursor=cursor)
 
+    def follows_live(self, host: HostSpec) -> bool:
+        """Say whether the host's executor streams output while it runs (overrides ``follow_logs``)."""
+        return type(self.executor(host.executor_type)).follow_logs is not ExecutorPlugin.follow_logs
+
     def wait_for_exit(self, host: HostSpec, execution_id: str, timeout: float) -> bool:
         """Block up to ``timeout`` seconds; True once the execution has exited or is gone."""
         return self.executor(host.executor_type).wait_for_exit(host, execution_id, timeout)

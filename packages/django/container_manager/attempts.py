@@ -270,9 +270,10 @@ def trim_tail(attempt_pk: Any, stream: LogStream, keep_from: int) -> None:
     )
 
 
-def replace_tails(attempt_pk: Any, tails: Iterable[CapturedChunk]) -> None:
-    """Replace every stored tail chunk of the attempt by the exact final tails."""
-    _delete_chunks(LogChunk.objects.filter(attempt_id=attempt_pk, part=LogPart.TAIL))
+def replace_tails(attempt_pk: Any, tails: Iterable[CapturedChunk], *, stored: bool = True) -> None:
+    """Replace the stored tail chunks of the attempt (if ``stored``: there are some) by the exact final tails."""
+    if stored:
+        _delete_chunks(LogChunk.objects.filter(attempt_id=attempt_pk, part=LogPart.TAIL))
     store_chunks(attempt_pk, tails)
 
 

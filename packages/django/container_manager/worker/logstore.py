@@ -8,6 +8,8 @@ counts, the engine's times and how the run ended.
 
 from __future__ import annotations
 
+import contextlib
+from contextlib import AbstractContextManager
 from typing import Any
 
 from django.db import transaction
@@ -15,6 +17,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from container_manager.attempts import JobAttempt, LogChunk, replace_tails, store_chunks, trim_tail
+from container_manager.models import ROW_DATA_ERRORS
 from container_manager.worker.tracking import Tracked
 from container_manager_core.logstream import LogCapture, LogPart, LogStream
 from container_manager_core.logtext import head_budget
@@ -94,14 +97,31 @@ def finish_attempt(
     capture = tracked.capture
     if capture is not None:
         store_chunks(tracked.attempt_pk, capture.take())
-        if capture.complete or tracked.tail_stored:
-            replace_tails(tracked.attempt_pk, capture.final_tails())
+        # The exact tails replace the rolling ones stored while it ran.
+        replace_tails(tracked.attempt_pk, capture.final_tails(), stored=tracked.tail_stored)
         changes |= _counts(capture) | {"logs_complete": capture.complete}
     if status is not None:
         changes |= {"started_at": status.started_at, "finished_at": status.finished_at}
     if usage is not None:
         changes |= {"peak_memory_bytes": usage.peak_memory_bytes, "cpu_percent": usage.average_cpu_percent}
-    JobAttempt.objects.filter(pk=tracked.attempt_pk).update(**changes)
+    try:
+        with _savepoint():
+            JobAttempt.objects.filter(pk=tracked.attempt_pk).update(**changes)
+    except ROW_DATA_ERRORS as exc:
+        # A value the database refuses (an exit code beyond its integers, say) ends the job as
+        # result_unstorable; its attempt keeps how it ended and why the rest is missing.
+        JobAttempt.objects.filter(pk=tracked.attempt_pk).update(
+            harvested_at=changes["harvested_at"],
+            termination_reason=reason,
+            error=f"The attempt's result could not be stored: {type(exc).__name__}: {exc}".strip(),
+        )
+
+
+def _savepoint() -> AbstractContextManager[Any]:
+    """Return a savepoint inside a transaction (a refused write leaves it usable), else nothing."""
+    if transaction.get_connection().in_atomic_block:
+        return transaction.atomic()
+    return contextlib.nullcontext()
 
 
 def _counts(capture: LogCapture) -> dict[str, int]:

@@ -37,6 +37,7 @@ from container_manager_core.errors import (
     LaunchFailed,
     PolicyViolationError,
 )
+from container_manager_core.logstream import LogStream, pieces_of
 from container_manager_core.plugins import PluginManager
 from container_manager_core.types import (
     Execution,
@@ -186,6 +187,8 @@ class Runner:
     def _start_following(self, tracked: Tracked) -> None:
         if tracked.capture is None:
             tracked.capture = new_capture(tracked)
+            if not self._pm.follows_live(tracked.host):
+                return  # Its output is read once, at the harvest, and stored then.
             thread = threading.Thread(
                 target=self._follow_output, args=(tracked,), name=f"logs-{tracked.pk}", daemon=True
             )
@@ -198,7 +201,6 @@ class Runner:
         piece's cursor; the main thread stores what the capture holds.
         """
         capture = tracked.capture
-        failures = 0
         try:
             while capture is not None and not tracked.abandoned and not tracked.harvested:
                 try:
@@ -206,24 +208,30 @@ class Runner:
                         tracked.host, tracked.execution_id, cursor=capture.cursor
                     ):
                         capture.feed(piece)
-                        failures = 0
                         if capture.untaken >= FLUSH_BYTES:
                             self._wake()
                     capture.complete = True
                     return
-                except ExecutionNotFound:
+                except (ExecutionNotFound, HostMisconfigured):
                     return
-                except Exception as exc:  # A follower must end or resume, never die silently.
-                    failures += 1
+                except ExecutorUnavailable as exc:  # Unreachable, or a silent job's read timed out.
                     log_event(
                         "follow_interrupted",
                         job=tracked.pk,
                         execution=tracked.execution_id,
-                        attempt=failures,
                         error=str(exc) or repr(exc),
                         level=logging.DEBUG,
                     )
-                    time.sleep(RETRY_PAUSE_SECONDS[min(failures - 1, len(RETRY_PAUSE_SECONDS) - 1)])
+                    time.sleep(RETRY_PAUSE_SECONDS[0])
+                except Exception as exc:  # A refusal: the harvest reads the engine's copy instead.
+                    log_event(
+                        "follow_failed",
+                        job=tracked.pk,
+                        execution=tracked.execution_id,
+                        error=str(exc) or repr(exc),
+                        level=logging.WARNING,
+                    )
+                    return
         finally:
             tracked.output_ended.set()
             self._wake()
@@ -265,11 +273,22 @@ class Runner:
         self._send(UsageSampled(tracked, usage, seconds))
 
     def _followed_logs(self, tracked: Tracked) -> ExecutionLogs | None:
-        """Return the output followed to its end, or None if it could not be (then it is read at once)."""
+        """Return the output followed to its end, or None if it was not (then it is read at once)."""
         capture = tracked.capture
-        if capture is None or not tracked.output_ended.wait(FOLLOW_DRAIN_SECONDS):
+        if capture is None or not self._pm.follows_live(tracked.host):
+            return None
+        if not tracked.output_ended.wait(FOLLOW_DRAIN_SECONDS):
             return None
         return capture.logs() if capture.complete else None
+
+    @staticmethod
+    def _keep_read_logs(tracked: Tracked, logs: ExecutionLogs | None) -> None:
+        """Feed logs read at the harvest to a capture that followed nothing, so the attempt keeps them."""
+        capture = tracked.capture
+        if logs is None or capture is None or any(capture.total(stream) for stream in LogStream):
+            return
+        for piece in pieces_of(logs):
+            capture.feed(piece)
 
     def _unreachable(self, tracked: Tracked, exc: ExecutorError, failures: int) -> int:
         # A restarting engine kills what runs there: remember it, so the exit is not blamed on the job.
@@ -300,6 +319,7 @@ class Runner:
                         logs = self._pm.get_logs(host, eid, timestamps=False)
                     except ExecutionNotFound as exc:
                         logs, error = None, str(exc)
+                    self._keep_read_logs(tracked, logs)
                 if status.interrupted:
                     tracked.interrupted = True  # stopped by the engine (or its operator), not the job
                 usage: ResourceUsage | None = None
