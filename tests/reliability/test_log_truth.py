@@ -197,7 +197,8 @@ def test_duration_is_the_containers_run_time_by_the_engines_clock(
     tmp_path: Path,
     docker_client: docker.DockerClient,
 ) -> None:
-    settings = {**worker_settings, "CLEANUP_AFTER_HARVEST": False}
+    # Its own owner, so no other worker on this engine (another test run's reconcile) removes it.
+    settings = {**worker_settings, "CLEANUP_AFTER_HARVEST": False, "MANAGER_ID": "log-truth-duration"}
     # 300,000 short lines: reading them back from the engine's json-file took seconds, counted.
     job = make_docker_job(test_image, "sleep 0.5; seq 1 300000", docker_host)
     try:

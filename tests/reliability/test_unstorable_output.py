@@ -31,8 +31,8 @@ from tests.worker.processes import start_worker
 
 pytestmark = [pytest.mark.docker, pytest.mark.django_db(transaction=True)]
 
-# The engine's json-file log driver already writes invalid UTF-8 (\377) as U+FFFD, so of these
-# only the NUL bytes reach the worker as bytes to replace: one on stdout, two on stderr.
+# The worker reads the job's own bytes (attached to its output, not the engine's json-file copy,
+# which writes invalid UTF-8 as U+FFFD): the NUL and \377 on stdout, the two NULs on stderr.
 BINARY = r"printf 'a\000b\377c'; printf 'x\000y\000' >&2"
 # Storable as text, but a JSON document whose strings decode to NUL and to a lone surrogate,
 # which PostgreSQL's jsonb refuses.
@@ -99,7 +99,7 @@ def test_nul_and_invalid_utf8_output_is_stored_and_ends_nothing_else(
     assert binary.clean_output == f"a{NUL_REPLACEMENT}b\ufffdc"
     assert binary.stdout_log.endswith(binary.clean_output)
     assert binary.stderr_log.endswith(f"x{NUL_REPLACEMENT}y{NUL_REPLACEMENT}")
-    assert (binary.stdout_replaced_bytes, binary.stderr_replaced_bytes) == (1, 2)
+    assert (binary.stdout_replaced_bytes, binary.stderr_replaced_bytes) == (2, 2)
     assert binary.parsed_output is None
 
     assert escapes.status == JobStatus.COMPLETED

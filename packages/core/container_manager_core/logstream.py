@@ -196,3 +196,76 @@ def followed_after_exit(
     while not wait_for_exit(EXIT_WAIT_SECONDS):
         pass
     yield from pieces_of(read_logs())
+
+
+class ReadAhead:
+    """Output read as fast as the job writes it, held for a consumer that may be slower (or absent).
+
+    A reader thread ``put``s; ``pieces`` yields to the consumer. Never blocks the writer: held bytes
+    stay under ``limit`` per stream beyond each stream's head (the first half of ``limit``, always
+    kept); past it the oldest held bytes are dropped and handed on as the next piece's ``skipped``,
+    so a capture of the same ``limit`` keeps the same head and tail and counts the same drop.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._head_limit = head_budget(limit)
+        self._tail_limit = limit - self._head_limit
+        self._held: dict[LogStream, list[bytearray]] = {s: [bytearray(), bytearray()] for s in LogStream}
+        self._printed = dict.fromkeys(LogStream, 0)
+        self._skipped = dict.fromkeys(LogStream, 0)
+        self._delivered = dict.fromkeys(LogStream, 0)
+        self._changed = threading.Condition()
+        self._ended = False
+        self.error: BaseException | None = None
+
+    def put(self, stream: LogStream, data: bytes) -> None:
+        with self._changed:
+            head, rolling = self._held[stream]
+            room = max(0, self._head_limit - self._printed[stream])
+            head += data[:room]
+            rolling += data[room:]
+            self._printed[stream] += len(data)
+            excess = len(rolling) - self._tail_limit
+            if excess > 0:
+                del rolling[:excess]
+                self._skipped[stream] += excess
+            self._changed.notify_all()
+
+    def end(self, error: BaseException | None = None) -> None:
+        """No more output: the stream ended (``error``: it broke)."""
+        with self._changed:
+            self._ended, self.error = True, error
+            self._changed.notify_all()
+
+    def take(self) -> list[LogPiece]:
+        """Return what is held now (nothing if nothing is), each piece with its cursor."""
+        with self._changed:
+            return self._take()
+
+    def _take(self) -> list[LogPiece]:
+        batch = []
+        for stream, (head, rolling) in self._held.items():
+            skipped, self._skipped[stream] = self._skipped[stream], 0
+            for data, gap in ((bytes(head), 0), (bytes(rolling), skipped)):
+                if data or gap:
+                    self._delivered[stream] += len(data) + gap
+                    batch.append((stream, data, gap))
+            head.clear()
+            rolling.clear()
+        cursor = f"{self._delivered[LogStream.STDOUT]}:{self._delivered[LogStream.STDERR]}"
+        return [LogPiece(stream, data, skipped=gap, cursor=cursor) for stream, data, gap in batch]
+
+    def _holding(self) -> bool:
+        return any(head or rolling or self._skipped[s] for s, (head, rolling) in self._held.items())
+
+    def pieces(self, poll: float = 1.0) -> Iterator[LogPiece]:
+        """Yield what is held as it comes, with its cursor ("<stdout bytes>:<stderr bytes>"), until the end."""
+        while True:
+            with self._changed:
+                while not self._ended and not self._holding():
+                    self._changed.wait(poll)
+                ended = self._ended
+                batch = self._take()
+            yield from batch
+            if ended and not batch:
+                return

@@ -144,30 +144,38 @@ class JobAttempt(models.Model):
         if offset < 0:
             raise ValueError(f"A log offset is zero or more bytes, got {offset!r}.")
         stream = LogStream(stream)
-        chunks = (
-            self.log_chunks.filter(stream=stream, end__gt=offset)
-            .order_by("offset")
-            .values_list("offset", "data", "path")
-        )
-        data, start = bytearray(), None
-        for chunk_offset, blob, path in chunks:
-            content = _read_chunk(blob, path)
+        position = offset
+        while True:
+            start, data, gap_follows = self._contiguous_from(stream, position, limit)
             if start is None:
-                start = max(offset, chunk_offset)
-            elif chunk_offset != start + len(data):
-                break  # a gap: the next call starts with it
-            data += content[max(0, offset - chunk_offset) :]
-            if len(data) >= limit:
+                return LogSlice("", offset, 0)
+            if start > position:  # a cut: a character it split is dropped whole, as in log_text
+                skip = _leading_continuations(data)
+                data, start = data[skip:], start + skip
+            complete = len(data) - _unfinished_tail(data)
+            if complete or not gap_follows or len(data) >= limit:
                 break
-        if start is None:
-            return LogSlice("", offset, 0)
-        data = data[:limit]
-        complete = len(data) - _unfinished_tail(bytes(data))
-        text, _replaced = storable_text(bytes(data[:complete]))
+            position = start + len(data)  # only a character the cut split: it goes with the cut
+        text, _replaced = storable_text(data[:complete])
         dropped = start - offset
         if dropped:
             text = truncation_notice(dropped).lstrip("\n") + text
         return LogSlice(text, start + complete, dropped)
+
+    def _contiguous_from(self, stream: LogStream, offset: int, limit: int) -> tuple[int | None, bytes, bool]:
+        """Return where the stored bytes from ``offset`` on begin, up to ``limit`` of them in a row,
+        and whether a cut follows them."""
+        rows = self.log_chunks.filter(stream=stream, end__gt=offset).order_by("offset")
+        data, start = bytearray(), None
+        for chunk_offset, blob, path in rows.values_list("offset", "data", "path"):
+            if start is None:
+                start = max(offset, chunk_offset)
+            elif chunk_offset != start + len(data):
+                return start, bytes(data[:limit]), len(data) <= limit
+            data += _read_chunk(blob, path)[max(0, start + len(data) - chunk_offset) :]
+            if len(data) >= limit:
+                break
+        return start, bytes(data[:limit]), False
 
     def log_text(self, stream: LogStream | str) -> str:
         """Return the whole stored stream: head, then the notice of a cut, then the tail."""
@@ -225,6 +233,14 @@ def _read_chunk(blob: Any, path: str) -> bytes:
         with storage.open(path, "rb") as handle:
             return bytes(handle.read())
     return bytes(blob or b"")
+
+
+def _leading_continuations(data: bytes) -> int:
+    """Return how many of the first three bytes of ``data`` are UTF-8 continuation bytes in a row."""
+    count = 0
+    while count < min(3, len(data)) and 0x80 <= data[count] <= 0xBF:
+        count += 1
+    return count
 
 
 def _unfinished_tail(data: bytes) -> int:

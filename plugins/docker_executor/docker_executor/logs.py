@@ -87,7 +87,7 @@ def read_logs(
 # Followed output is read in pieces as the engine sends them, parsed into frames locally: one
 # request per job, and no system call per line of a chatty job.
 _READ_SIZE = 256 * 1024
-_STREAMS = {STDOUT_ID: LogStream.STDOUT, STDERR_ID: LogStream.STDERR}
+STREAMS = {STDOUT_ID: LogStream.STDOUT, STDERR_ID: LogStream.STDERR}
 
 
 def framed_messages(raw: _Readable) -> Iterator[list[tuple[int, bytes]]]:
@@ -106,7 +106,7 @@ def framed_messages(raw: _Readable) -> Iterator[list[tuple[int, bytes]]]:
             end = start + FRAME_HEADER.size + length
             if end > len(buffer):
                 break
-            if stream_id not in _STREAMS:
+            if stream_id not in STREAMS:
                 raise ExecutorError(f"The engine sent a log frame of unknown stream {stream_id!r}.")
             batch.append((stream_id, bytes(buffer[start + FRAME_HEADER.size : end])))
             start = end
@@ -160,7 +160,7 @@ def followed_pieces(raw: _Readable, cursor: str) -> Iterator[LogPiece]:
                 pieces.append((stream_id, bytearray(data)))
         after = str(FollowCursor(seen[STDOUT_ID], seen[STDERR_ID]))
         for stream_id, joined in pieces:
-            yield LogPiece(_STREAMS[stream_id], bytes(joined), cursor=after)
+            yield LogPiece(STREAMS[stream_id], bytes(joined), cursor=after)
 
 
 def follow_logs(

@@ -50,7 +50,7 @@ from docker_executor.events import actions_seen
 from docker_executor.guard import check_create_payload
 from docker_executor.health import UserNamespaceGate, check_health
 from docker_executor.image_pull import ensure_image
-from docker_executor.logs import follow_logs, followed_pieces, read_logs
+from docker_executor.logs import follow_logs, read_logs
 from docker_executor.naming import job_id_of, owner_filter
 from docker_executor.networks import join_networks, require_networks
 from docker_executor.oom import oom_killed
@@ -196,7 +196,7 @@ class DockerExecutor(ExecutorPlugin):
         try:
             join_networks(api, host, container_id, payload.extra_networks)
             # Before the start, so the follower reads every byte as it is written (attach.py).
-            self._attachments.attach(api, container_id)
+            self._attachments.attach(api, container_id, docker_config(host).log_cap_bytes)
             api.start(container_id)
         except LaunchFailed:
             self._discard(api, container_id)
@@ -352,11 +352,15 @@ class DockerExecutor(ExecutorPlugin):
                     yield from follow_logs(api, execution_id, cursor=cursor, timeout=timeout)
                     return
                 try:
-                    yield from followed_pieces(attachment.reader, "")
+                    yield from attachment.output.pieces()
                 finally:
                     self._attachments.close(execution_id)
             except docker.errors.NotFound:
                 raise ExecutionNotFound(execution_id) from None
+        if attachment.output.error is not None:
+            raise ExecutorUnavailable(
+                f"The output of execution {execution_id!r} broke off: {attachment.output.error!r}."
+            )
         # The attachment ends when the process's output closes: at its exit, unless the engine
         # went away while a live-restored container ran on. Then the follower resumes.
         if not self.wait_for_exit(host, execution_id, ATTACH_EXIT_SECONDS):

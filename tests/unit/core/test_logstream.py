@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from container_manager_core.logstream import LogCapture, LogPart, LogPiece, LogStream, pieces_of
+from container_manager_core.logstream import LogCapture, LogPart, LogPiece, LogStream, ReadAhead, pieces_of
 from container_manager_core.logtext import HeadTailBuffer, buffered_logs, head_budget
 
 pieces = st.lists(st.tuples(st.sampled_from(list(LogStream)), st.binary(max_size=40)), max_size=30)
@@ -71,3 +71,27 @@ def test_a_gap_closes_the_head_and_counts_as_dropped() -> None:
     capture.feed(LogPiece("stdout", b"xyz", skipped=10))
     assert (capture.total(LogStream.STDOUT), capture.dropped(LogStream.STDOUT)) == (15, 10)
     assert capture.logs().stdout == "ab\n[... 10 bytes dropped by the log cap ...]\nxyz"
+
+
+@settings(deadline=None)
+@given(pieces, st.integers(min_value=0, max_value=64), st.lists(st.integers(0, 30), max_size=5))
+def test_read_ahead_loses_nothing_a_capture_would_keep_however_late_it_is_read(
+    fed: list[tuple[LogStream, bytes]], limit: int, read_after: list[int]
+) -> None:
+    ahead, direct, through = ReadAhead(limit), LogCapture(limit), LogCapture(limit)
+    delivered = ahead.pieces(poll=0.001)
+    for index, (stream, data) in enumerate(fed):
+        ahead.put(stream, data)
+        direct.feed(LogPiece(stream, data))
+        if index in read_after:  # a consumer that reads now and then, behind the writer
+            for piece in ahead.take():
+                through.feed(piece)
+    ahead.end()
+    for piece in delivered:
+        through.feed(piece)
+    assert through.logs() == direct.logs()
+    for stream in LogStream:
+        assert (through.total(stream), through.dropped(stream)) == (
+            direct.total(stream),
+            direct.dropped(stream),
+        )
