@@ -27,30 +27,31 @@ from container_manager_core.types import ExecutionStatus, ResourceUsage
 FLUSH_BYTES = 256 * 1024
 
 
-def open_attempt(tracked: Tracked, *, worker_id: str) -> None:
+def open_attempt(tracked: Tracked, *, worker_id: str, adopted: bool) -> None:
     """Create the attempt of a launched container, or take over the one an earlier owner opened.
 
     An adopted container is followed again from its first byte, so what an earlier owner stored
-    of it is deleted first (it would be stored twice).
+    of it is deleted first (it would be stored twice). Only the job's owner writes its attempts,
+    so the next number is read, then inserted (the unique constraint guards the rest).
     """
     job = tracked.job
-    existing = JobAttempt.objects.filter(job=job, execution_id=tracked.execution_id).first()
-    if existing is not None:
-        LogChunk.objects.filter(attempt=existing).delete()
-        JobAttempt.objects.filter(pk=existing.pk).update(worker_id=worker_id, claim=tracked.attempt)
-        tracked.attempt_pk = existing.pk
-        return
-    with transaction.atomic():
-        last = JobAttempt.objects.filter(job=job).aggregate(last=Max("number"))["last"] or 0
-        attempt = JobAttempt.objects.create(
-            job=job,
-            number=last + 1,
-            claim=tracked.attempt,
-            worker_id=worker_id,
-            host_id=tracked.host_pk,
-            host_name=tracked.host.name,
-            execution_id=tracked.execution_id,
-        )
+    if adopted:
+        existing = JobAttempt.objects.filter(job=job, execution_id=tracked.execution_id).first()
+        if existing is not None:
+            LogChunk.objects.filter(attempt=existing).delete()
+            JobAttempt.objects.filter(pk=existing.pk).update(worker_id=worker_id, claim=tracked.attempt)
+            tracked.attempt_pk = existing.pk
+            return
+    last = JobAttempt.objects.filter(job=job).aggregate(last=Max("number"))["last"] or 0
+    attempt = JobAttempt.objects.create(
+        job=job,
+        number=last + 1,
+        claim=tracked.attempt,
+        worker_id=worker_id,
+        host_id=tracked.host_pk,
+        host_name=tracked.host.name,
+        execution_id=tracked.execution_id,
+    )
     tracked.attempt_pk = attempt.pk
 
 

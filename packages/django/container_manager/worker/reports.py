@@ -183,7 +183,7 @@ class Recorder:
             error = f"The launched container could not be recorded: {describe(exc)}"
             ended = self._fail_launch(tracked, TerminationReason.RESULT_UNSTORABLE, error)
             return Next(follow=False, saved=ended.saved, finished=ended.finished, why=ended.why, stop=True)
-        logstore.open_attempt(tracked, worker_id=self.worker_id)
+        logstore.open_attempt(tracked, worker_id=self.worker_id, adopted=report.adopted)
         log_event(
             "running",
             job=job.pk,

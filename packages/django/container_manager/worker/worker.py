@@ -330,7 +330,7 @@ class Worker:
 
     def _follow(self, tracked: Tracked) -> None:
         if tracked.execution_id:  # Adopted while it runs: its attempt goes on, its output is read again.
-            logstore.open_attempt(tracked, worker_id=self.worker_id)
+            logstore.open_attempt(tracked, worker_id=self.worker_id, adopted=True)
         self.tracked[tracked.pk] = tracked
         self._runner.start(tracked)
 
