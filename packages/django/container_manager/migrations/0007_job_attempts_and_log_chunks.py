@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('container_manager', '0004_termination_reasons_for_job_faults'),
+        ('container_manager', '0006_worker_processes'),
     ]
 
     operations = [
