@@ -24,6 +24,7 @@ import pytest
 from docker_executor.state import parse_engine_time
 
 from container_manager.attempts import latest_attempt
+from container_manager.console import reading
 from container_manager.models import ContainerJob, ExecutorHost
 from container_manager.states import FINISHED_STATUSES, JobStatus, TerminationReason
 from container_manager_core.logtext import truncation_notice
@@ -163,6 +164,10 @@ def test_lines_are_stored_while_the_job_runs(
         assert attempt.finished_at is None
         assert attempt.log_since("stderr", 0).text == "oops\n"
         assert attempt.stdout_bytes == len(expected)
+        # The console's live tail and job_logs read the same storage.
+        tail = reading.log_since(job, {}).streams
+        assert (tail["stdout"].text, tail["stderr"].text) == (expected, "oops\n")
+        assert reading.attempts(job)[0].execution_id == job.execution_id
         job.request_cancel()
         wait_finished([job], worker, tmp_path / "worker.log")
     assert job.termination_reason == TerminationReason.CANCELLED

@@ -177,6 +177,11 @@ class JobAttempt(models.Model):
                 break
         return start, bytes(data[:limit]), False
 
+    def stored_end(self, stream: LogStream | str) -> int:
+        """Return the offset just past the last byte stored of ``stream`` (0: nothing yet)."""
+        end = self.log_chunks.filter(stream=LogStream(stream)).aggregate(end=models.Max("end"))["end"]
+        return int(end or 0)
+
     def log_text(self, stream: LogStream | str) -> str:
         """Return the whole stored stream: head, then the notice of a cut, then the tail."""
         stream = LogStream(stream)

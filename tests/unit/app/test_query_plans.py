@@ -60,7 +60,8 @@ def seeded(django_db_setup: None, django_db_blocker: Any) -> Iterator[dict[str, 
         analyze()
         yield hosts
         with connection.cursor() as cursor:
-            cursor.execute(f"TRUNCATE {sqltext.name(ContainerJob)}")
+            # CASCADE: job attempts and their log chunks reference the jobs (none of these has any).
+            cursor.execute(f"TRUNCATE {sqltext.name(ContainerJob)} CASCADE")
         ExecutorHost.objects.filter(pk__in=[h.pk for h in hosts.values()]).delete()
 
 

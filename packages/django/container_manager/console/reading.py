@@ -1,18 +1,19 @@
 """What the console shows of a job, read in one place: its logs, its usage, its attempts.
 
-Every view and command reads through these three functions, so moving the logs to their own
-storage (per-attempt chunks written while the job runs) changes this module alone. Until then a
-running job's output and usage come from its executor (the running container), and a finished
-job's from its row, where the worker's harvest stored them (the same timestamped text).
+Every view and command reads through these functions. A job run by a worker has attempts
+(``JobAttempt``) whose output the worker stores while it runs: logs, usage samples and attempts are
+read from them, and offsets are bytes of the job's own output. A job without attempts (a row from
+before them) is read as before: while it runs from its executor, else from its row.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final, Literal
 
+from container_manager.attempts import LOG_SLICE_BYTES, JobAttempt, latest_attempt
 from container_manager.executors.registry import get_plugin_manager
 from container_manager.models import ContainerJob
 from container_manager.states import ACTIVE_STATUSES
@@ -81,8 +82,16 @@ def log_since(job: ContainerJob, offsets: Mapping[Stream, int], *, limit: int | 
     """Return each stream's text after its offset (0: from the start), at most ``limit`` characters.
 
     A stream whose log was cut in the middle, or that is shorter than its offset (the job was
-    re-queued), comes back whole (its end, within ``limit``) with ``reset`` set.
+    re-queued), comes back whole (its end, within ``limit``) with ``reset`` set. For a job with
+    attempts, the offsets and ``limit`` are bytes of its latest attempt's stored output.
     """
+    attempt = latest_attempt(job)
+    if attempt is not None:
+        return Logs(
+            {stream: _stored_since(attempt, stream, offsets.get(stream, 0), limit) for stream in STREAMS},
+            live=job.status in ACTIVE_STATUSES,
+            note="",
+        )
     current, live, note = _current_logs(job)
     streams: dict[Stream, LogSlice] = {}
     for stream in STREAMS:
@@ -97,6 +106,28 @@ def log_since(job: ContainerJob, offsets: Mapping[Stream, int], *, limit: int | 
             new = new[skipped:]
         streams[stream] = LogSlice(new, len(text), reset, skipped, dropped)
     return Logs(streams, live, note)
+
+
+def _stored_since(attempt: JobAttempt, stream: Stream, offset: int, limit: int | None) -> LogSlice:
+    """Read what the worker stored of ``stream`` after byte ``offset``: its end within ``limit``.
+
+    A cut the log cap made on the way is marked by its notice in the text, not by ``reset``.
+    """
+    dropped = int(getattr(attempt, f"{stream}_dropped_bytes"))
+    end = attempt.stored_end(stream)
+    reset = offset < 0 or offset > end
+    start = 0 if reset else offset
+    skipped = 0 if limit is None else max(0, end - start - limit)
+    start += skipped
+    parts, position = [], start
+    while position < end:
+        room = LOG_SLICE_BYTES if limit is None else start + limit - position
+        piece = attempt.log_since(stream, position, limit=max(1, room))
+        if piece.next_offset <= position:
+            break
+        parts.append(piece.text)
+        position = piece.next_offset
+    return LogSlice("".join(parts), position, reset, skipped, dropped)
 
 
 def usage_now(job: ContainerJob) -> Usage:
@@ -115,15 +146,40 @@ def usage_now(job: ContainerJob) -> Usage:
 def usage_samples(job: ContainerJob) -> list[UsageSample]:
     """Return the usage samples stored over the job's run, oldest first.
 
-    The job row keeps one: the figures of the harvest, at the job's end.
+    A job with attempts has its latest attempt's samples, taken while it ran; a job without keeps
+    one in its row: the figures of the harvest, at the job's end.
     """
+    attempt = latest_attempt(job)
+    if attempt is not None and attempt.usage_samples:
+        return [
+            UsageSample(attempt.launched_at + timedelta(seconds=seconds), memory, cpu)
+            for seconds, memory, cpu in attempt.usage_samples
+        ]
     if job.completed_at is None or (job.max_memory_usage is None and job.cpu_usage_percent is None):
         return []
     return [UsageSample(job.completed_at, job.max_memory_usage, job.cpu_usage_percent)]
 
 
 def attempts(job: ContainerJob) -> list[Attempt]:
-    """Return the job's attempts, newest first; the job row holds the current (or last) one."""
+    """Return the job's attempts, newest first; a job from before attempts has its row's one."""
+    stored = list(job.attempts.order_by("-number"))
+    if stored:
+        return [
+            Attempt(
+                number=row.number,
+                host=row.host_name,
+                worker=row.worker_id,
+                execution_id=row.execution_id,
+                launched_at=row.launched_at,
+                started_at=row.started_at,
+                completed_at=row.finished_at,
+                exit_code=row.exit_code,
+                termination_reason=row.termination_reason,
+                peak_memory_bytes=row.peak_memory_bytes,
+                cpu_percent=row.cpu_percent,
+            )
+            for row in stored
+        ]
     if job.launched_at is None:
         return []
     return [
