@@ -821,7 +821,8 @@ def test_operation_table_matches_the_executor_base_class() -> None:
     from container_manager_core.plugins import ExecutorPlugin
 
     operations = {
-        name: getattr(ExecutorPlugin, name) for name in (*ExecutorPlugin.__abstractmethods__, "wait_for_exit")
+        name: getattr(ExecutorPlugin, name)
+        for name in (*ExecutorPlugin.__abstractmethods__, "wait_for_exit", "follow_logs")
     }
     _documented_signatures("executor operations", "Operation", operations)
 
