@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('container_manager', '0006_worker_processes'),
+        ('container_manager', '0008_containerjob_task'),
     ]
 
     operations = [
