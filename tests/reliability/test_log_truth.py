@@ -202,8 +202,14 @@ def test_duration_is_the_containers_run_time_by_the_engines_clock(
     tmp_path: Path,
     docker_client: docker.DockerClient,
 ) -> None:
-    # Its own owner, so no other worker on this engine (another test run's reconcile) removes it.
-    settings = {**worker_settings, "CLEANUP_AFTER_HARVEST": False, "MANAGER_ID": "log-truth-duration"}
+    # Kept for the inspect below: no removal after the harvest, no reconcile pass removing it as an
+    # orphan, and its own owner, so no other test run's worker on this engine removes it either.
+    settings = {
+        **worker_settings,
+        "CLEANUP_AFTER_HARVEST": False,
+        "RECONCILE_INTERVAL": 3600,
+        "MANAGER_ID": "log-truth-duration",
+    }
     # 300,000 short lines: reading them back from the engine's json-file took seconds, counted.
     job = make_docker_job(test_image, "sleep 0.5; seq 1 300000", docker_host)
     try:
