@@ -156,6 +156,8 @@ def add_form(client: Client, name: str) -> dict[str, str]:
                 data[key] = "on"
         elif isinstance(form_field.widget, AdminSplitDateTime):
             data[f"{key}_0"] = data[f"{key}_1"] = ""
+        elif isinstance(form_field, forms.MultipleChoiceField):
+            continue  # nothing ticked: a browser sends no value at all
         else:
             data[key] = "" if value is None else str(value)
     return data
@@ -166,7 +168,8 @@ def job_form_data(client: Client, host: ExecutorHost, image: str, job: dict[str,
     data.update(name="from-admin", docker_image=image, command="true", docker_host=str(host.pk))
     for key, value in job.items():
         if key == "environment_vars":
-            data["environment_overrides"] = json.dumps(value)
+            # The admin takes environment values write-only, as NAME=value lines.
+            data["environment_overrides"] = "\n".join(f"{name}={text}" for name, text in value.items())
         elif key == "image":
             data["docker_image"] = value
         else:
