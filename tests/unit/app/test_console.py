@@ -215,7 +215,9 @@ def test_the_tail_refuses_a_bad_offset_and_an_unknown_job(admin_client, host):
     job = finished_with_output(host)
     response = admin_client.get(url("tail", job.pk) + "?stdout=-3")
     assert response.status_code == 400
-    assert response.json() == {"error": "The stdout offset must be a whole number of characters, got '-3'."}
+    assert response.json() == {
+        "error": "The stdout offset must be a whole number (the offset a previous answer gave), got '-3'."
+    }
     assert admin_client.get(url("tail", "not-a-uuid")).status_code == 404
     assert admin_client.get(url("tail", "00000000-0000-0000-0000-000000000000")).status_code == 404
 

@@ -165,7 +165,9 @@ class JobConsole(_Base):
             raw = request.GET.get(stream, "0")
             if not raw.isdigit():
                 return JsonResponse(
-                    {"error": f"The {stream} offset must be a whole number of characters, got {raw[:20]!r}."},
+                    {
+                        "error": f"The {stream} offset must be a whole number (the offset a previous answer gave), got {raw[:20]!r}."
+                    },
                     status=400,
                 )
             offsets[stream] = int(raw)
