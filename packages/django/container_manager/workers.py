@@ -39,15 +39,19 @@ class WorkerProcess(models.Model):
     def __str__(self) -> str:
         return self.worker_id
 
+    @staticmethod
+    def _horizon(lease_seconds: float, now: datetime | None) -> datetime:
+        """The oldest heartbeat of a live worker: one lease ago (the rule ``live`` and ``is_live`` share)."""
+        return (now or timezone.now()) - timedelta(seconds=lease_seconds)
+
     @classmethod
     def live(cls, lease_seconds: float, now: datetime | None = None) -> QuerySet[WorkerProcess]:
-        """Return the workers that beat within ``lease_seconds`` and have not stopped (the one rule)."""
-        horizon = (now or timezone.now()) - timedelta(seconds=lease_seconds)
-        return cls.objects.filter(heartbeat_at__gte=horizon, stopped_at__isnull=True)
+        """Return the workers that beat within ``lease_seconds`` and have not stopped."""
+        return cls.objects.filter(heartbeat_at__gte=cls._horizon(lease_seconds, now), stopped_at__isnull=True)
 
     def is_live(self, lease_seconds: float, now: datetime | None = None) -> bool:
-        horizon = (now or timezone.now()) - timedelta(seconds=lease_seconds)
-        return self.stopped_at is None and self.heartbeat_at >= horizon
+        """The same rule as ``live``, for one row already read."""
+        return self.stopped_at is None and self.heartbeat_at >= self._horizon(lease_seconds, now)
 
     @classmethod
     def beat(

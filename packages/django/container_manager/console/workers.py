@@ -26,10 +26,7 @@ SHOWN_LOST_FOR_LEASES = 10
 @dataclass
 class LiveWorker:
     worker_id: str
-    hostname: str = ""
-    pid: int | None = None
-    concurrency: int | None = None
-    heartbeat_at: datetime | None = None
+    row: WorkerProcess | None = None  # None: named on an active job, but no heartbeat seen
     running: int = 0
     launching: int = 0
     hosts: set[str] = field(default_factory=set)
@@ -42,9 +39,7 @@ def live_workers(now: datetime | None = None) -> list[LiveWorker]:
     workers: dict[str, LiveWorker] = {}
     beating = WorkerProcess.objects.filter(stopped_at__isnull=True, heartbeat_at__gte=horizon)
     for row in beating:
-        workers[row.worker_id] = LiveWorker(
-            row.worker_id, row.hostname, row.pid, row.concurrency, row.heartbeat_at
-        )
+        workers[row.worker_id] = LiveWorker(row.worker_id, row)
     holding = (
         ContainerJob.objects.filter(status__in=sorted(ACTIVE_STATUSES))
         .exclude(worker_id="")
@@ -84,20 +79,20 @@ def worker_rows(now: datetime | None = None) -> list[WorkerRow]:
     lease = app_settings().LEASE_SECONDS
     rows = []
     for worker in live_workers(now):
-        beat = worker.heartbeat_at
-        age = None if beat is None else max((now - beat).total_seconds(), 0.0)
+        row = worker.row
+        beat = row.heartbeat_at if row is not None else None
         rows.append(
             WorkerRow(
                 worker_id=worker.worker_id,
-                machine=f"{worker.hostname} (pid {worker.pid})" if worker.hostname else "",
-                concurrency=worker.concurrency,
+                machine=f"{row.hostname} (pid {row.pid})" if row is not None else "",
+                concurrency=row.concurrency if row is not None else None,
                 running=worker.running,
                 launching=worker.launching,
                 hosts=", ".join(sorted(worker.hosts)),
                 last_heartbeat=beat,
-                heartbeat_age_seconds=age,
-                # No heartbeat at all: a job names a worker that never recorded itself (or is long gone).
-                lost=age is None or age > lease,
+                heartbeat_age_seconds=None if beat is None else max((now - beat).total_seconds(), 0.0),
+                # The heartbeat rule itself; a worker with no heartbeat row is lost too.
+                lost=row is None or not row.is_live(lease, now),
             )
         )
     return rows
