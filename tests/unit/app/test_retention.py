@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from container_manager.conf import app_settings
-from container_manager.management.commands.purge_finished_jobs import _positive
+from container_manager.management.argtypes import positive
 from container_manager.models import ContainerJob
 from container_manager.retention import purge_expired, retention_cutoff
 from container_manager.states import JobStatus
@@ -110,7 +110,7 @@ def test_a_bad_retention_setting_is_refused(value: object) -> None:
 
 @given(st.floats(allow_nan=False, allow_infinity=False, width=32))
 def test_the_flags_accept_positive_numbers_only(value: float) -> None:
-    parse = _positive(float)
+    parse = positive(float)
     if value > 0:
         assert parse(repr(value)) == value
     else:

@@ -8,25 +8,12 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from container_manager.management.argtypes import positive
 from container_manager.management.console_logging import console_logging
 from container_manager.worker.hosts import host_name_errors
 from container_manager.worker.logevents import log_event
 from container_manager.worker.outage import when_reachable
 from container_manager.worker.worker import DB_RETRY_MAX_SECONDS, Worker
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(f"Expected a whole number of at least 1, got {value!r}.")
-    return number
-
-
-def _positive_float(value: str) -> float:
-    number = float(value)
-    if not number > 0:
-        raise ValueError(f"Expected a positive number of seconds, got {value!r}.")
-    return number
 
 
 class Command(BaseCommand):
@@ -36,9 +23,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--once", action="store_true", help="Run what is claimable now to completion, then exit."
         )
-        parser.add_argument("--max-jobs", type=_positive_int, help="Exit after claiming this many jobs.")
+        parser.add_argument("--max-jobs", type=positive(int), help="Exit after claiming this many jobs.")
         parser.add_argument(
-            "--concurrency", type=_positive_int, default=4, help="Jobs this worker runs at once (default 4)."
+            "--concurrency", type=positive(int), default=4, help="Jobs this worker runs at once (default 4)."
         )
         parser.add_argument(
             "--host",
@@ -50,7 +37,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--poll-interval",
-            type=_positive_float,
+            type=positive(float),
             help="Seconds between queue polls (default: POLL_INTERVAL).",
         )
         parser.add_argument(

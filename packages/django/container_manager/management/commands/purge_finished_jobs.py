@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from container_manager.management.argtypes import positive
 from container_manager.retention import (
     DEFAULT_BATCH_SIZE,
     Purged,
@@ -14,17 +15,6 @@ from container_manager.retention import (
     purge_workers,
     retention_cutoff,
 )
-
-
-def _positive(kind: type[int] | type[float]) -> Any:
-    def parse(text: str) -> int | float:
-        value = kind(text)
-        if not value > 0:
-            raise ValueError(text)
-        return value
-
-    parse.__name__ = f"positive {kind.__name__}"  # argparse names the type in its error
-    return parse
 
 
 class Command(BaseCommand):
@@ -40,12 +30,12 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--older-than-days",
-            type=_positive(float),
+            type=positive(float),
             help="Delete jobs finished more than this many days ago (default: FINISHED_JOB_RETENTION_DAYS).",
         )
         parser.add_argument(
             "--batch-size",
-            type=_positive(int),
+            type=positive(int),
             default=DEFAULT_BATCH_SIZE,
             help=f"Jobs deleted per transaction (default {DEFAULT_BATCH_SIZE}).",
         )
