@@ -16,7 +16,7 @@ from typing import Any
 
 import docker
 import pytest
-from django.db import connection
+from django.db import connection, connections
 
 from container_manager.models import ContainerJob, ExecutorHost
 from container_manager.worker.worker import Worker
@@ -53,14 +53,21 @@ def test_image(docker_client: docker.DockerClient) -> str:
     return build_test_image(docker_client)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one module's tests, and Playwright's event loop confined to them.
+
+    Playwright's sync API marks its event loop as running in this thread. While it is, Django's
+    thread-critical connection storage hands out separate connections (async storage) and refuses
+    sync database calls unless ``DJANGO_ALLOW_ASYNC_UNSAFE`` is set. Kept for the whole session, that
+    leaked into every later test: their connections lived in that storage, which pytest-django's
+    teardown never closes, so it could not drop the test database ("1 other session"). So the loop
+    lives for this module only, and its connections are closed before it stops.
+    """
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (scripts/setup does).")
     from playwright.sync_api import sync_playwright
 
-    # Playwright's sync API keeps an event loop running in this thread, where Django then refuses
-    # its (sync) database calls: the tests' own, and pytest-django's database set-up.
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     try:
@@ -76,8 +83,11 @@ def _chromium(sync_playwright: Any) -> Iterator[Any]:
     with sync_playwright() as playwright:
         # --no-sandbox: CI runs as root, where chromium refuses its sandbox.
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+            connections.close_all()  # the connections opened while the loop ran (see browser())
 
 
 @pytest.fixture
