@@ -52,7 +52,9 @@ def running_worker(settings: dict[str, Any], log_path: Path) -> Iterator[subproc
                 worker.wait(timeout=10)
 
 
-def wait_finished(jobs: list[ContainerJob], worker: subprocess.Popen[bytes], log_path: Path) -> None:
+def wait_finished(
+    jobs: list[ContainerJob], worker: subprocess.Popen[bytes], log_path: Path, seconds: float = WAIT_SECONDS
+) -> None:
     pks = [job.pk for job in jobs]
 
     def done() -> bool:
@@ -60,7 +62,7 @@ def wait_finished(jobs: list[ContainerJob], worker: subprocess.Popen[bytes], log
             pytest.fail(f"the worker exited: {log_path.read_text(errors='replace')[-3000:]}")
         return ContainerJob.objects.filter(pk__in=pks, status__in=FINISHED_STATUSES).count() == len(pks)
 
-    wait_for(done, WAIT_SECONDS, "the jobs to finish", interval=0.2)
+    wait_for(done, seconds, "the jobs to finish", interval=0.2)
     for job in jobs:
         job.refresh_from_db()
 
@@ -128,6 +130,34 @@ def test_big_output_keeps_its_first_and_last_lines_with_the_exact_dropped_count(
     assert rest.dropped == dropped
     assert rest.text.endswith(tail.decode())
     assert attempt.log_since("stdout", rest.next_offset).text == ""
+
+
+def test_five_hundred_megabytes_on_the_default_host_keep_their_first_and_last_lines(
+    docker_host: ExecutorHost, test_image: str, worker_settings: dict[str, Any], tmp_path: Path
+) -> None:
+    # The issue's size, on the host's defaults: the engine keeps 50 MB (10m x 5), so its rotation
+    # drops the first lines long before the exit; the worker stores the head as it is printed.
+    # Lines of 4 KiB keep the engine's per-message cost (and so the test) short.
+    line = b"x" * 4095 + b"\n"
+    count = 500 * 1024 * 1024 // len(line)
+    printed = b"first\n" + line * count + b"last\n"
+    job = make_docker_job(
+        test_image,
+        f"echo first; yes {line[:-1].decode()} | head -c {count * len(line)}; echo last",
+        docker_host,
+    )
+    with running_worker(worker_settings, tmp_path / "worker.log") as worker:
+        wait_finished([job], worker, tmp_path / "worker.log", seconds=240)
+    assert job.status == JobStatus.COMPLETED, job.last_error
+    cap = 1024 * 1024  # LOG_CAP_BYTES' default
+    half, dropped = cap // 2, len(printed) - cap
+    assert job.stdout_dropped_bytes == dropped
+    assert job.clean_output == printed[:half].decode() + truncation_notice(dropped) + printed[-half:].decode()
+    assert job.clean_output.startswith("first\nxxxx")
+    assert job.clean_output.endswith("x\nlast\n")
+    attempt = latest_attempt(job)
+    assert attempt is not None
+    assert (attempt.stdout_bytes, attempt.stdout_dropped_bytes) == (len(printed), dropped)
 
 
 def test_the_cap_counts_the_jobs_own_bytes(
