@@ -174,15 +174,42 @@ def test_context_arguments_coroutines_and_a_closed_stdout(backend_settings: Any)
     assert echoed.return_value == {"args": [1, "two", [3.0]], "kwargs": {"flag": True, "nested": {"a": None}}}
 
 
-def test_a_retried_task_starts_once_and_finishes_once(
-    backend_settings: Any, signals_seen: list[tuple[str, str, str]]
-) -> None:
-    result = sample_tasks.refuse.using(queue_name="retried").enqueue("twice")
+def run_with_one_retry(job_id: str) -> ContainerJob:
+    """Run the worker until the job's retry ran too; return the job."""
     run_worker()
-    job = ContainerJob.objects.get(pk=result.id)
+    job = ContainerJob.objects.get(pk=job_id)
     if job.status == JobStatus.RETRYING:  # The backoff outlived the first --once run.
         ContainerJob.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())
         run_worker()
     job.refresh_from_db()
+    return job
+
+
+def test_a_retried_task_starts_once_and_finishes_once(
+    backend_settings: Any, signals_seen: list[tuple[str, str, str]]
+) -> None:
+    result = sample_tasks.refuse.using(queue_name="retried").enqueue("twice")
+    job = run_with_one_retry(result.id)
     assert (job.status, job.retry_count) == (JobStatus.FAILED, 1)
     assert Counter(kind for kind, _, _ in signals_seen) == {"started": 1, "finished": 1}
+    # One error and one worker id per attempt: Django's TaskResult.attempts is len(worker_ids).
+    result.refresh()
+    assert result.attempts == 2 and len(result.worker_ids) == 2
+    assert [error.exception_class_path for error in result.errors] == [
+        "tests.tasks.sample_tasks.TaskRefused",
+        "tests.tasks.sample_tasks.TaskRefused",
+    ]
+    assert all(error.traceback.rstrip().endswith("TaskRefused: twice") for error in result.errors)
+
+
+def test_each_attempt_without_a_result_keeps_its_own_error(backend_settings: Any) -> None:
+    result = sample_tasks.vanish.using(queue_name="retried").enqueue(3)
+    job = run_with_one_retry(result.id)
+    assert (job.status, job.retry_count, job.exit_code) == (JobStatus.FAILED, 1, 3)
+    result.refresh()
+    assert result.attempts == 2
+    assert [error.exception_class_path for error in result.errors] == [
+        "container_manager.tasks.errors.TaskNoResult",
+        "container_manager.tasks.errors.TaskNoResult",
+    ]
+    assert all("exited with code 3 without reporting a result" in e.traceback for e in result.errors)
