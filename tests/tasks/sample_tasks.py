@@ -77,6 +77,14 @@ def introspect(context: TaskContext, label: str) -> dict[str, Any]:
     return {"id": context.task_result.id, "label": label, "attempt": context.attempt}
 
 
+@task(takes_context=True)
+def fails_first(context: TaskContext) -> dict[str, Any]:
+    """Raise on the first attempt; then report which attempt this is and its workers."""
+    if context.attempt == 1:
+        raise TaskRefused("first attempt")
+    return {"attempt": context.attempt, "worker_ids": context.task_result.worker_ids}
+
+
 @task
 async def coroutine(value: int) -> int:
     return value * 2

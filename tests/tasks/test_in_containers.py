@@ -213,3 +213,15 @@ def test_each_attempt_without_a_result_keeps_its_own_error(backend_settings: Any
         "container_manager.tasks.errors.TaskNoResult",
     ]
     assert all("exited with code 3 without reporting a result" in e.traceback for e in result.errors)
+
+
+def test_a_retried_task_knows_its_attempt_inside_the_container(backend_settings: Any) -> None:
+    result = sample_tasks.fails_first.using(queue_name="retried").enqueue()
+    job = run_with_one_retry(result.id)
+    assert (job.status, job.retry_count) == (JobStatus.COMPLETED, 1), job.last_error
+    result.refresh()
+    assert result.status == TaskResultStatus.SUCCESSFUL
+    assert result.return_value == {"attempt": 2, "worker_ids": result.worker_ids}
+    assert result.attempts == 2
+    [error] = result.errors
+    assert error.traceback.rstrip().endswith("TaskRefused: first attempt")

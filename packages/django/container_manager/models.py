@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -37,6 +38,7 @@ from container_manager.states import (
     settle,
     sources_of,
 )
+from container_manager.tasks import channel as task_channel
 
 # Defined in its own module, imported here so that Django finds it among the app's models.
 from container_manager.workers import WorkerProcess  # noqa: F401
@@ -426,6 +428,25 @@ class ContainerJob(models.Model):
         env.update({str(k): str(v) for k, v in (self.environment_overrides or {}).items()})
         return env
 
+    def _container_environment(self) -> dict[str, str]:
+        """The environment the container gets: the job's, and for a task the workers of its attempts."""
+        env = self.get_all_environment_variables()
+        if self.task is not None:
+            env[task_channel.WORKERS_VARIABLE] = json.dumps(self._task_worker_ids())
+        return env
+
+    def _task_worker_ids(self) -> list[str]:
+        """The workers of the earlier attempts and of this claim, oldest first (no query on a first run)."""
+        earlier: list[str] = []
+        if self.attempt > 1 and not self._state.adding:
+            earlier = list(
+                self.attempts.filter(claim__lt=self.attempt)
+                .exclude(worker_id="")
+                .order_by("number")
+                .values_list("worker_id", flat=True)
+            )
+        return [*earlier, self.worker_id] if self.worker_id else earlier
+
     def get_command(self) -> Command | None:
         """Return the command to run, or None for the image's default."""
         if not self.command:
@@ -446,7 +467,7 @@ class ContainerJob(models.Model):
             name=self.name,
             image=self.docker_image,
             command=self.get_command(),
-            env=self.get_all_environment_variables(),
+            env=self._container_environment(),
             working_dir=self.working_directory or None,
             user=self.user or settings.DEFAULT_USER,
             memory_limit_mb=self.memory_limit,

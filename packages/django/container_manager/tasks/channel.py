@@ -24,9 +24,11 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Final
 
-# The environment variables the runner reads: the call, and the nonce that signs its answer.
+# The environment variables the runner reads: the call, the nonce that signs its answer, and the
+# workers of this attempt and the earlier ones (JSON, oldest first: TaskContext.attempt is its length).
 CALL_VARIABLE: Final = "CM_TASK_CALL"
 NONCE_VARIABLE: Final = "CM_TASK_NONCE"
+WORKERS_VARIABLE: Final = "CM_TASK_WORKERS"
 FRAME_KEY: Final = "container_manager_task_result"
 _FRAME_PREFIX: Final = '{"' + FRAME_KEY + '"'
 SUCCESSFUL: Final = "SUCCESSFUL"

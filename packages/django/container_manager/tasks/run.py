@@ -42,7 +42,7 @@ def _configure_django(alias: str) -> None:
     django.setup()
 
 
-def _call(call: dict[str, Any]) -> Any:
+def _call(call: dict[str, Any], worker_ids: list[str]) -> Any:
     from django.utils import timezone
     from django.utils.module_loading import import_string
 
@@ -51,7 +51,7 @@ def _call(call: dict[str, Any]) -> Any:
     if not getattr(task, "takes_context", False):
         return task.call(*args, **kwargs)
     now = timezone.now()
-    # What the container knows of its own result; the row (and so the attempt count) is out of reach.
+    # What the container knows of its own result: the call, and the workers of its attempts so far.
     result: TaskResult[..., Any] = TaskResult(
         task=task,
         id=call["id"],
@@ -64,9 +64,20 @@ def _call(call: dict[str, Any]) -> Any:
         kwargs=kwargs,
         backend=call["backend"],
         errors=[],
-        worker_ids=[socket.gethostname()],
+        worker_ids=worker_ids,
     )
     return task.call(TaskContext(task_result=result), *args, **kwargs)
+
+
+def _worker_ids(raw: str) -> list[str]:
+    """The attempts' workers the job passed, else this container's host name (one attempt)."""
+    try:
+        ids = json.loads(raw) if raw else []
+    except ValueError:
+        ids = []
+    if isinstance(ids, list) and ids and all(isinstance(item, str) for item in ids):
+        return ids
+    return [socket.gethostname()]
 
 
 def _failure(exc: BaseException) -> channel.Outcome:
@@ -84,6 +95,7 @@ def main() -> int:
     result_fd = os.dup(1)
     nonce = os.environ.pop(channel.NONCE_VARIABLE, "")
     raw_call = os.environ.pop(channel.CALL_VARIABLE, "")
+    worker_ids = _worker_ids(os.environ.pop(channel.WORKERS_VARIABLE, ""))
     if not nonce or not raw_call:
         sys.stderr.write(
             f"{channel.CALL_VARIABLE} and {channel.NONCE_VARIABLE} must be set: start me as a task job.\n"
@@ -92,7 +104,7 @@ def main() -> int:
     call = json.loads(raw_call)
     try:
         _configure_django(call["backend"])
-        outcome = channel.Outcome(channel.SUCCESSFUL, value=normalize_json(_call(call)))
+        outcome = channel.Outcome(channel.SUCCESSFUL, value=normalize_json(_call(call, worker_ids)))
         data = channel.frame(nonce, outcome)
     except KeyboardInterrupt:
         raise
