@@ -192,6 +192,7 @@ class Runner:
             thread = threading.Thread(
                 target=self._follow_output, args=(tracked,), name=f"logs-{tracked.pk}", daemon=True
             )
+            tracked.following = True
             thread.start()
 
     def _follow_output(self, tracked: Tracked) -> None:
@@ -222,6 +223,7 @@ class Runner:
                         error=str(exc) or repr(exc),
                         level=logging.DEBUG,
                     )
+                    tracked.watch_wake.set()  # the engine may be down: the watcher looks now
                     time.sleep(RETRY_PAUSE_SECONDS[0])
                 except Exception as exc:  # A refusal: the harvest reads the engine's copy instead.
                     log_event(
@@ -234,6 +236,7 @@ class Runner:
                     return
         finally:
             tracked.output_ended.set()
+            tracked.watch_wake.set()
             self._wake()
 
     def _watch(self, tracked: Tracked) -> None:
@@ -250,7 +253,7 @@ class Runner:
             if tracked.deadline is not None and not tracked.stop_reason:
                 slice_ = min(slice_, max(0.05, tracked.deadline - time.time()))
             try:
-                exited = self._pm.wait_for_exit(tracked.host, tracked.execution_id, slice_)
+                exited = self._wait_for_exit(tracked, slice_)
             except ExecutorError as exc:
                 failures = self._unreachable(tracked, exc, failures)
                 continue
@@ -263,6 +266,20 @@ class Runner:
             # Still running: the engine measures only live containers, so sample now and then.
             self._sample_usage(tracked, time.monotonic() - watched_at)
             sample_wait = min(WAIT_SLICE_SECONDS, sample_wait * 2)
+
+    def _wait_for_exit(self, tracked: Tracked, seconds: float) -> bool:
+        """Wait up to ``seconds`` for the container's exit; True once it exited or is gone.
+
+        While a follower reads the output, the end of the output is the exit's signal: the engine
+        is asked once when the follower wakes this thread (or the slice ends), instead of polled
+        about twice a second for every running job. Without a live follower (it ended early, or
+        the executor has none), the executor polls as before.
+        """
+        if tracked.following and not tracked.output_ended.is_set():
+            tracked.watch_wake.wait(seconds)
+            tracked.watch_wake.clear()
+            return self._pm.wait_for_exit(tracked.host, tracked.execution_id, 0)
+        return self._pm.wait_for_exit(tracked.host, tracked.execution_id, seconds)
 
     def _sample_usage(self, tracked: Tracked, seconds: float) -> None:
         try:

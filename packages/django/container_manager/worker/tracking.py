@@ -42,7 +42,10 @@ class Tracked:
     sampled: bool = False  # The executor measured its usage at least once while it ran.
     # The output followed while it runs: fed by its follower thread, stored by the main thread.
     capture: LogCapture | None = None
+    following: bool = False  # A follower thread reads its output live.
     output_ended: threading.Event = field(default_factory=threading.Event)  # the follower is done
+    # Set by the follower when the output ended or broke (and on abandon): look at the container now.
+    watch_wake: threading.Event = field(default_factory=threading.Event)
     attempt_pk: Any = None  # Its JobAttempt row (main thread only).
     tail_stored: bool = False  # Tail chunks were stored while it ran (main thread only).
     harvested: bool = False  # Its results were sent: the follower has nothing left to do.

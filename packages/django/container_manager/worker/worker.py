@@ -388,6 +388,7 @@ class Worker:
         tracked = self.tracked.pop(pk, None)
         if tracked is not None:
             tracked.abandoned = True
+            tracked.watch_wake.set()
             log_event("abandoned", job=pk, execution=tracked.execution_id, host=tracked.host.name, why=why)
 
     # Reports from runner threads ------------------------------------------------------------------
