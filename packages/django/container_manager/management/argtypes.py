@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 
 def positive[N: (int, float)](kind: type[N]) -> Callable[[str], N]:
-    """Return an argparse type reading a ``kind`` above zero; argparse names it in its error."""
+    """Return an argparse type reading a finite ``kind`` above zero; argparse names it in its error.
+
+    Infinity is refused too: as a sleep interval or an age it means "never" by accident.
+    """
 
     def parse(text: str) -> N:
         value = kind(text)
-        if not value > 0:
+        if not (value > 0 and math.isfinite(value)):
             raise ValueError(text)
         return value
 

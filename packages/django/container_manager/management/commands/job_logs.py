@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
+from django.core.management.base import BaseCommand, CommandParser, OutputWrapper
 
 from container_manager.console import reading
+from container_manager.management.argtypes import positive
 from container_manager.management.jobarg import job_by_id
 from container_manager.models import ContainerJob
 
@@ -27,7 +28,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--interval",
-            type=float,
+            type=positive(float),
             default=1.0,
             help="With --follow, seconds between two reads (default 1).",
         )
@@ -35,8 +36,6 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         job = job_by_id(options["job_id"])
         self._lost: set[reading.Stream] = set()
-        if options["interval"] <= 0:
-            raise CommandError(f"--interval must be more than 0 seconds, got {options['interval']}.")
         offsets = self._print(job, {})
         if not options["follow"]:
             return
