@@ -21,7 +21,6 @@ from django.db import connection, connections
 from container_manager.models import ContainerJob, ExecutorHost
 from container_manager.worker.worker import Worker
 from container_manager_core.labels import JOB_ID_LABEL, MANAGED_LABEL
-from tests.dockertools import build_test_image, docker_client_or_fail
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,18 +38,6 @@ WORKER_SETTINGS: dict[str, Any] = {
     "DEFAULT_EXECUTOR_TYPE": "docker",
     "REQUIRE_USER_NAMESPACES": False,  # the local engine does not remap users
 }
-
-
-@pytest.fixture(scope="session")
-def docker_client() -> Iterator[docker.DockerClient]:
-    client = docker_client_or_fail()
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="session")
-def test_image(docker_client: docker.DockerClient) -> str:
-    return build_test_image(docker_client)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import pytest
 
 from container_manager.models import ContainerJob, ExecutorHost
 from container_manager_core.labels import JOB_ID_LABEL, MANAGED_LABEL
-from tests.dockertools import build_test_image, docker_client_or_fail
 
 BASE_URL = "unix:///var/run/docker.sock"
 # Worker settings for these tests. Network "none": these tests are not about networking, and a
@@ -30,18 +29,6 @@ WORKER_SETTINGS: dict[str, Any] = {
     "DEFAULT_EXECUTOR_TYPE": "docker",
     "REQUIRE_USER_NAMESPACES": False,  # the local engine does not remap users
 }
-
-
-@pytest.fixture(scope="session")
-def docker_client() -> Iterator[docker.DockerClient]:
-    client = docker_client_or_fail()
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="session")
-def test_image(docker_client: docker.DockerClient) -> str:
-    return build_test_image(docker_client)
 
 
 @pytest.fixture

@@ -16,26 +16,12 @@ import pytest
 from docker_executor.plugin import DockerExecutor
 
 from container_manager_core.types import Command, ExecutionState, ExecutionStatus, HostSpec, JobSpec
-from tests.dockertools import RUN_ID, TEST_LABEL, build_test_image, docker_client_or_fail, remove_labelled
+from tests.dockertools import RUN_ID, TEST_LABEL, remove_labelled
 
 BASE_URL = "unix:///var/run/docker.sock"
 _job_numbers = itertools.count(1)
 
 JobMaker = Callable[..., JobSpec]
-
-
-@pytest.fixture(scope="session")
-def docker_client() -> Iterator[docker.DockerClient]:
-    """Return a client for the local engine; remove whatever this run left behind at the end."""
-    client = docker_client_or_fail()
-    yield client
-    remove_labelled(client, RUN_ID)
-    client.close()
-
-
-@pytest.fixture(scope="session")
-def test_image(docker_client: docker.DockerClient) -> str:
-    return build_test_image(docker_client)
 
 
 @pytest.fixture
