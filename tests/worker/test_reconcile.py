@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -14,6 +15,7 @@ from mock_executor.plugin import MockExecutor
 
 from container_manager.models import ContainerJob, ExecutorHost
 from container_manager.states import JobStatus, TerminationReason
+from container_manager_core.errors import ExecutorUnavailable, LaunchFailed
 from container_manager_core.types import ExecutionState
 from tests.worker.conftest import make_job
 
@@ -161,3 +163,52 @@ def test_another_deployments_containers_are_never_touched(host: ExecutorHost, fa
     call_command("process_container_jobs", once=True)
     call_command("cleanup_containers")
     assert [eid for _, eid in fast_worker.list_executions(foreign_host)] == [foreign]
+
+
+def _stranger(host: ExecutorHost, mock: MockExecutor) -> str:
+    stranger = ContainerJob(id=uuid.uuid4(), docker_image="busybox:latest", command="true", docker_host=host)
+    return launch(mock, host, stranger)  # never saved: an orphan for the next reconcile
+
+
+def test_an_engine_that_stops_answering_while_orphans_are_removed_does_not_stop_the_worker(
+    host: ExecutorHost,
+    fast_worker: MockExecutor,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+):
+    # Seen in CI on dockerd 20.10: removing one container hung past the client's timeout, and
+    # all four workers died of the ExecutorUnavailable raised from the reconcile.
+    hung = _stranger(host, fast_worker)
+
+    def no_answer(spec: Any, execution_id: str) -> bool:
+        raise ExecutorUnavailable(f"Docker host {spec.name!r} did not answer: Read timed out.")
+
+    monkeypatch.setattr(fast_worker, "cleanup", no_answer)
+    caplog.set_level(logging.INFO, logger="container_manager.worker")
+    call_command("process_container_jobs", once=True)  # returns: the worker lived
+    # The host was taken out of the pass (its next health check may bring it back at once).
+    marked = [r.getMessage() for r in caplog.records if "event=host_unhealthy" in r.getMessage()]
+    assert marked and "did not answer" in marked[0]
+    assert hung in {eid for _, eid in fast_worker.list_executions(host.to_spec())}
+
+
+def test_an_orphan_the_engine_refuses_to_remove_leaves_the_others_removed(
+    host: ExecutorHost, fast_worker: MockExecutor, monkeypatch: pytest.MonkeyPatch
+):
+    refused, other = _stranger(host, fast_worker), _stranger(host, fast_worker)
+    real_cleanup = fast_worker.cleanup
+
+    def refuse_one(spec: Any, execution_id: str) -> bool:
+        if execution_id == refused:
+            raise LaunchFailed("removal of container is already in progress")
+        return real_cleanup(spec, execution_id)
+
+    monkeypatch.setattr(fast_worker, "cleanup", refuse_one)
+    job = make_job(host)
+    call_command("process_container_jobs", once=True)
+    job.refresh_from_db()
+    host.refresh_from_db()
+    assert host.healthy
+    assert job.status == JobStatus.COMPLETED  # the host's jobs still ran
+    left = {eid for _, eid in fast_worker.list_executions(host.to_spec())}
+    assert refused in left and other not in left

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from container_manager.states import ACTIVE_STATUSES, JobStatus, TerminationReas
 from container_manager.worker.hosts import mark_unreachable
 from container_manager.worker.logevents import log_event
 from container_manager.worker.tracking import Tracked
-from container_manager_core.errors import ExecutionNotFound, ExecutorError
+from container_manager_core.errors import ExecutionNotFound, ExecutorError, ExecutorUnavailable
 from container_manager_core.plugins import PluginManager
 
 
@@ -83,6 +84,18 @@ def remove_orphans(manager: PluginManager, host: ExecutorHost, orphans: Iterable
             removed += bool(manager.cleanup(spec, orphan.execution_id))
         except ExecutionNotFound:
             continue
+        except ExecutorUnavailable:
+            raise  # The engine does not answer: the caller takes the host out of this pass.
+        except ExecutorError as exc:  # Refused for this container: the others are still removed.
+            log_event(
+                "orphan_not_removed",
+                job=orphan.job_id,
+                execution=orphan.execution_id,
+                host=host.name,
+                error=str(exc),
+                level=logging.WARNING,
+            )
+            continue
         log_event(
             "orphan_removed", job=orphan.job_id, execution=orphan.execution_id, host=host.name, why=orphan.why
         )
@@ -122,11 +135,12 @@ class Reconciler:
                 continue
             try:
                 listing = self._pm.list_executions(host.to_spec())
+                remove_orphans(self._pm, host, find_orphans(listing))
             except ExecutorError as exc:
-                # Without the listing nothing can be decided safely; the host's jobs wait.
+                # Without the listing nothing can be decided safely, and an engine that stops
+                # answering while orphans are removed is no safer: the host's jobs wait.
                 mark_unreachable(host.pk, str(exc))
                 continue
-            remove_orphans(self._pm, host, find_orphans(listing))
             adopted.extend(self._take_over(host, {eid for _, eid in listing}, tracked))
         return adopted
 

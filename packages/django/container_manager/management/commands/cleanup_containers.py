@@ -60,7 +60,11 @@ class Command(BaseCommand):
                     f"{host.name}: {verb} {orphan.execution_id} (job {orphan.job_id}: {orphan.why})"
                 )
             if not options["dry_run"]:
-                remove_orphans(manager, host, orphans)
+                try:
+                    remove_orphans(manager, host, orphans)
+                except ExecutorError as exc:  # The engine stopped answering: go on with the other hosts.
+                    self.stderr.write(f"{host.name}: stopped removing containers: {exc}")
+                    continue
             total += len(orphans)
         summary = "would be removed" if options["dry_run"] else "removed"
         self.stdout.write(f"{total} container(s) {summary}.")
