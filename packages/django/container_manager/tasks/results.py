@@ -94,7 +94,7 @@ def _attempt_error(job: ContainerJob, attempt: JobAttempt) -> TaskError:
     """The error of an earlier, failed attempt: the runner's report, else how its container ended."""
     reported = outcome(job, attempt.log_text("stdout"))
     if reported is not None and not reported.successful:
-        return TaskError(exception_class_path=reported.exception_class, traceback=reported.traceback)
+        return _raised(reported)
     ended = Ending(
         reason=attempt.termination_reason,
         exit_code=attempt.exit_code,
@@ -114,8 +114,7 @@ def _status(job: ContainerJob) -> tuple[TaskResultStatus, Any, TaskError | None]
     if job.status == JobStatus.COMPLETED and reported is not None and reported.successful:
         return TaskResultStatus.SUCCESSFUL, reported.value, None
     if reported is not None and not reported.successful:
-        error = TaskError(exception_class_path=reported.exception_class, traceback=reported.traceback)
-        return TaskResultStatus.FAILED, None, error
+        return TaskResultStatus.FAILED, None, _raised(reported)
     reason = job.termination_reason
     if not reason and job.status in (JobStatus.TIMEOUT, JobStatus.CANCELLED):
         reason = TerminationReason.TIMEOUT if job.status == JobStatus.TIMEOUT else TerminationReason.CANCELLED
@@ -127,6 +126,11 @@ def _status(job: ContainerJob) -> tuple[TaskResultStatus, Any, TaskError | None]
         error=job.last_error,
     )
     return TaskResultStatus.FAILED, None, _container_error(job, ended)
+
+
+def _raised(reported: channel.Outcome) -> TaskError:
+    """The TaskError of an exception the runner reported."""
+    return TaskError(exception_class_path=reported.exception_class, traceback=reported.traceback)
 
 
 class Ending(NamedTuple):
